@@ -1,0 +1,1 @@
+"""Usage records, rollups and report exports (the analytics issue fills this app)."""

@@ -1,0 +1,1 @@
+"""Budgets and alerts (the budgets issue fills this app)."""

@@ -1,0 +1,1 @@
+"""Model deployments, task profiles, routing rules and experiments (the gateway issue)."""

@@ -1,0 +1,1 @@
+"""Vault connections and secret references (the keyvault issue fills this app)."""

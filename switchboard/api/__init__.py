@@ -1,0 +1,1 @@
+"""Cross-app REST plumbing: one error shape, bounded pagination."""

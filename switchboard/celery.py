@@ -1,0 +1,20 @@
+"""The Celery application; every periodic schedule lives in `beat_schedule` here."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "switchboard.settings")
+
+app = Celery("switchboard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# All beat schedules in one place (issues for budgets, analytics and health checks add theirs).
+app.conf.beat_schedule = {
+    "tenants.prune-audit-events": {
+        "task": "tenants.audit_events_prune",
+        "schedule": 24 * 3600.0,
+        "options": {"queue": "default", "expires": 3600},
+    },
+}

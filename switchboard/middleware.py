@@ -1,0 +1,48 @@
+"""Request-scoped plumbing shared by every endpoint."""
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+Handler = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+
+
+def request_id_for(request: HttpRequest) -> str:
+    """Keep a well-formed client request id (for tracing across systems), else mint one."""
+    supplied = request.headers.get("x-request-id", "")
+    if _CLIENT_REQUEST_ID.match(supplied):
+        return supplied
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Give every request an id, expose it as `request.request_id` and `x-request-id`."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        assert isinstance(response, HttpResponseBase)
+        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
+        response = await self.get_response(request)  # type: ignore[misc]
+        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        return response

@@ -1,0 +1,60 @@
+"""Shared fixtures: the fixed cast (alice, bob, charlie) and API clients acting as them.
+
+alice owns tenant `acme`; bob is a member of `acme` with a lesser role (viewer unless a test
+changes it); charlie owns `globex` and must never see anything of `acme`.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from tenants.audit import AuditContext
+from tenants.models import Membership, Tenant
+from tenants.roles import Role
+from tenants.services import api_key_create
+from tests.tenants.factories import MembershipFactory, TeamFactory, TenantFactory, UserFactory
+
+
+@dataclass
+class Cast:
+    acme: Tenant
+    globex: Tenant
+    alice: Any
+    bob: Any
+    charlie: Any
+    bob_membership: Membership
+
+    def client(self, user: Any) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    def set_bob_role(self, role: str) -> None:
+        self.bob_membership.role = role
+        self.bob_membership.save(update_fields=["role"])
+
+
+@pytest.fixture
+def cast(db: None) -> Cast:
+    acme = TenantFactory(slug="acme", name="Acme")
+    globex = TenantFactory(slug="globex", name="Globex")
+    alice = UserFactory(username="alice")
+    bob = UserFactory(username="bob")
+    charlie = UserFactory(username="charlie")
+    MembershipFactory(tenant=acme, user=alice, role=Role.OWNER)
+    bob_membership = MembershipFactory(tenant=acme, user=bob, role=Role.VIEWER)
+    MembershipFactory(tenant=globex, user=charlie, role=Role.OWNER)
+    return Cast(acme, globex, alice, bob, charlie, bob_membership)
+
+
+@pytest.fixture
+def acme_team(cast: Cast) -> Any:
+    return TeamFactory(tenant=cast.acme, slug="research", name="Research")
+
+
+@pytest.fixture
+def acme_key(cast: Cast) -> tuple[Any, str]:
+    """An active API key of acme and its plaintext."""
+    return api_key_create(context=AuditContext.system("test"), tenant=cast.acme, name="acme app")
