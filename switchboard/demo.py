@@ -6,6 +6,7 @@ upstream, the ASGI web server, a Celery worker and Celery beat. Ctrl-C stops eve
 started. The same code paths run as in production; only the servers differ.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -41,6 +42,12 @@ def _start_embedded_redis(env: dict[str, str]) -> Any:
     server.start()
     env["REDIS_URL"] = f"{server.connection_url}/0"
     return server
+
+
+def _die_with_parent() -> None:
+    """Runs in each child before exec: if the demo runner dies, so does the child (Linux)."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -129,12 +136,15 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
     try:
         print("Migrating the database…", flush=True)
         _manage(env, "migrate", "--noinput")
         credentials = json.loads(_manage(env, "seed_demo", "--json"))
         for name, command in _processes(env, host, port, fake_port).items():
-            children[name] = subprocess.Popen(command, env=env, cwd=BASE_DIR)
+            children[name] = subprocess.Popen(
+                command, env=env, cwd=BASE_DIR, preexec_fn=_die_with_parent
+            )
         if not _wait_for(f"http://{host}:{port}/healthz", timeout=60):
             print("The web server did not come up; see its output above.", file=sys.stderr)
             return 1

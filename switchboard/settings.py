@@ -5,6 +5,7 @@ secret and fails fast; `development` (make demo) and `test` (make test) get safe
 defaults. Every secret can also be given as `<NAME>_FILE`, the path of a mounted file.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -190,6 +191,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+# whitenoise hands Django a synchronous file iterator; under ASGI that is correct, only slower,
+# and static files are small and cached by browsers.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous")
 if not IS_PRODUCTION:
     # Local runs serve static files through the finders; whitenoise still expects the root.
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,13 @@ def test_bootstrap_a_tenant_an_admin_and_a_key(client, tmp_path, monkeypatch) ->
     assert client.login(username="peter", password="a-long-and-unusual-passphrase")
 
     key = _run("create_api_key", "initech", "--name", "ci", "--quiet").strip()
-    assert key.startswith("sbk_") and "\n" not in key
+    assert key.startswith("sbk_")
+    assert "\n" not in key
     assert client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
     assert ApiKey.objects.get(name="ci").tenant.slug == "initech"
-    assert AuditEvent.objects.filter(action="api_key.create", actor_label__contains="create_api_key")
+    assert AuditEvent.objects.filter(
+        action="api_key.create", actor_label__contains="create_api_key"
+    )
 
     loud = _run("create_api_key", "initech", "--name", "second")
     assert "shown once" in loud
