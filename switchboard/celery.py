@@ -12,6 +12,12 @@ app.autodiscover_tasks()
 
 # All beat schedules in one place (issues for budgets, analytics and health checks add theirs).
 app.conf.beat_schedule = {
+    # Usage events: Redis streams -> PostgreSQL, at least once, idempotent by request id.
+    "analytics.usage-drain": {
+        "task": "analytics.usage_drain",
+        "schedule": 2.0,
+        "options": {"queue": "default", "expires": 10},
+    },
     "tenants.prune-audit-events": {
         "task": "tenants.audit_events_prune",
         "schedule": 24 * 3600.0,
