@@ -1,1 +1,145 @@
-"""Model deployments, task profiles, routing rules and experiments (the gateway issue)."""
+"""Model deployments: the provider endpoints that serve the gateway's public model names."""
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import USER_TIER_CHOICES, Tenant
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    AZURE = "azure", "Azure OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (vLLM, Ollama, OpenRouter, …)"
+    GEMINI = "gemini", "Google Gemini"
+    VERTEX_AI = "vertex_ai", "Google Vertex AI"
+    BEDROCK = "bedrock", "AWS Bedrock"
+    MISTRAL = "mistral", "Mistral"
+    GROQ = "groq", "Groq"
+    COHERE = "cohere", "Cohere"
+    OTHER = "other", "Other (any litellm provider)"
+
+
+# Providers whose upstream speaks the OpenAI wire format, so the direct passthrough applies.
+OPENAI_WIRE_PROVIDERS = frozenset({Provider.OPENAI, Provider.AZURE, Provider.OPENAI_COMPATIBLE})
+
+
+class ExecutionPath(models.TextChoices):
+    AUTO = "auto", "Direct where the upstream speaks OpenAI, litellm otherwise"
+    DIRECT = "direct", "Direct OpenAI-compatible passthrough"
+    LITELLM = "litellm", "litellm SDK"
+
+
+class Capability(models.TextChoices):
+    STREAMING = "streaming"
+    TOOLS = "tools"
+    VISION = "vision"
+    JSON_MODE = "json_mode"
+    EMBEDDINGS = "embeddings"
+
+
+CAPABILITY_VALUES = frozenset(Capability.values)
+DEFAULT_CAPABILITIES = [Capability.STREAMING, Capability.TOOLS, Capability.JSON_MODE]
+
+
+def default_capabilities() -> list[str]:
+    return [str(capability) for capability in DEFAULT_CAPABILITIES]
+
+
+PUBLIC_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$",
+    "Use letters, digits and . _ : / - (a model name such as 'gpt-4o-mini').",
+)
+ENV_VAR_VALIDATOR = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]{0,127}$", "An environment variable name such as OPENAI_API_KEY."
+)
+
+
+def price_field() -> "models.DecimalField[Decimal | None, Decimal | None]":
+    """USD per 1M tokens; empty means litellm's cost map decides."""
+    return models.DecimalField(
+        max_digits=20, decimal_places=10, null=True, blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+    )  # fmt: skip
+
+
+def validate_capabilities(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Give a list of capability names.")
+    unknown = sorted(set(value) - CAPABILITY_VALUES)
+    if unknown:
+        known = ", ".join(sorted(CAPABILITY_VALUES))
+        raise ValidationError(f"Unknown capabilities: {', '.join(unknown)}; use {known}.")
+
+
+def validate_name_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ValidationError("Give a list of model names.")
+
+
+class ModelDeployment(models.Model):
+    """One provider endpoint serving a public model name, global or owned by one tenant."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="deployments"
+    )
+    name = models.CharField(max_length=200, validators=[PUBLIC_NAME_VALIDATOR])
+    provider = models.CharField(max_length=30, choices=Provider.choices)
+    litellm_model = models.CharField(
+        max_length=300, help_text="litellm model string, e.g. 'openai/gpt-4o-mini'."
+    )
+    api_base = models.URLField(max_length=500, blank=True)
+    api_version = models.CharField(max_length=50, blank=True)
+    api_key_env = models.CharField(
+        max_length=128,
+        blank=True,
+        validators=[ENV_VAR_VALIDATOR],
+        help_text="Environment variable holding the provider key (vault references come later).",
+    )
+    input_price_per_mtok = price_field()
+    output_price_per_mtok = price_field()
+    cached_input_price_per_mtok = price_field()
+    context_window = models.PositiveIntegerField(
+        default=128_000, validators=[MinValueValidator(256), MaxValueValidator(10_000_000)]
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        default=4096, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)]
+    )
+    capabilities = models.JSONField(
+        default=default_capabilities, blank=True, validators=[validate_capabilities]
+    )
+    min_user_tier = models.CharField(max_length=20, choices=USER_TIER_CHOICES, blank=True)
+    priority = models.IntegerField(default=100, help_text="Lower is tried first.")
+    weight = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(10_000)])
+    timeout_s = models.FloatField(
+        default=60.0, validators=[MinValueValidator(0.1), MaxValueValidator(900)]
+    )
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_name_list],
+        help_text="Public model names tried, in order, when every deployment of this name fails.",
+    )
+    execution_path = models.CharField(
+        max_length=10, choices=ExecutionPath.choices, default=ExecutionPath.AUTO
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "priority", "id"]
+        indexes = [models.Index(fields=["tenant", "name"], name="deployment_tenant_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider}:{self.litellm_model})"
+
+    @property
+    def uses_direct_path(self) -> bool:
+        if self.execution_path == ExecutionPath.DIRECT:
+            return True
+        return self.execution_path == ExecutionPath.AUTO and self.provider in OPENAI_WIRE_PROVIDERS

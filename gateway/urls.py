@@ -1,9 +1,12 @@
-"""Gateway routes (OpenAI wire format under /v1/)."""
+"""Gateway routes: OpenAI and Anthropic wire formats under /v1/."""
 
 from django.urls import path
 
-from gateway.api import openai
+from gateway.api import anthropic, openai
 
 urlpatterns = [
+    path("chat/completions", openai.chat_completions, name="gateway-chat"),
+    path("embeddings", openai.embeddings, name="gateway-embeddings"),
     path("models", openai.models_list, name="gateway-models"),
+    path("messages", anthropic.messages, name="gateway-messages"),
 ]

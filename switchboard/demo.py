@@ -78,7 +78,7 @@ def _processes(env: dict[str, str], host: str, port: int, fake_port: int) -> dic
             PYTHON, "-m", "switchboard.fakellm", "--host", "127.0.0.1", "--port", str(fake_port),
         ],
         "web": [
-            str(BIN / "granian"), "--interface", "asgi", "--host", host, "--port", str(port),
+            str(BIN / "granian"), "--interface", "asginl", "--host", host, "--port", str(port),
             "--workers", env.get("WEB_WORKERS", "1"), "switchboard.asgi:application",
         ],
         "worker": [

@@ -4,8 +4,9 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
@@ -46,3 +47,26 @@ class RequestIdMiddleware:
         response = await self.get_response(request)  # type: ignore[misc]
         response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
         return response
+
+
+class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise that stays out of the async path.
+
+    WhiteNoise's middleware is sync-only; in an ASGI stack Django would run every request
+    through a thread for it, serialising the gateway. Here only /static/ requests take the
+    thread hop, everything else passes straight through on the event loop.
+    """
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Handler) -> None:
+        super().__init__(get_response)
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info.startswith(self.static_prefix):
+            response = await sync_to_async(self.process_request)(request)
+            if response is not None:
+                return response
+        return await self.get_response(request)

@@ -74,7 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "switchboard.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "switchboard.middleware.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -270,6 +270,23 @@ LOGGING = {
 }
 
 # --- Switchboard ----------------------------------------------------------------------------
+# Upstream hosts (names, IPs or CIDRs) that deployments may reach even though they resolve to
+# private, loopback or link-local addresses. Production allows none unless listed.
+ALLOWED_UPSTREAM_HOSTS = env.list(
+    "ALLOWED_UPSTREAM_HOSTS",
+    default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost", "::1"],
+)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+# Overall deadline for one gateway call, across retries and fallbacks.
+GATEWAY_DEADLINE_S = env.float("GATEWAY_DEADLINE_S", default=120.0)
+# How often a process checks the config version in Redis (the staleness bound).
+GATEWAY_SNAPSHOT_CHECK_S = env.float("GATEWAY_SNAPSHOT_CHECK_S", default=0.5)
+# Retries per deployment before falling back, and the circuit breaker shared through Redis.
+GATEWAY_ATTEMPTS_PER_DEPLOYMENT = env.int("GATEWAY_ATTEMPTS_PER_DEPLOYMENT", default=2)
+GATEWAY_BREAKER_WINDOW_S = env.float("GATEWAY_BREAKER_WINDOW_S", default=30.0)
+GATEWAY_BREAKER_MIN_REQUESTS = env.int("GATEWAY_BREAKER_MIN_REQUESTS", default=5)
+GATEWAY_BREAKER_FAILURE_RATIO = env.float("GATEWAY_BREAKER_FAILURE_RATIO", default=0.5)
+GATEWAY_BREAKER_OPEN_S = env.float("GATEWAY_BREAKER_OPEN_S", default=15.0)
 # Hard cap on any list endpoint's page size.
 API_MAX_PAGE_SIZE = 500
 # Audit rows keep this many days; a periodic task (analytics issue) prunes older ones.

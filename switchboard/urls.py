@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from gateway.api import native
 from switchboard import ops
 
 handler400 = "switchboard.api.errors.handler400"
@@ -16,7 +17,9 @@ urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("v1/", include("gateway.urls")),
+    path("api/v1/gateway/requests", native.gateway_requests, name="gateway-native"),
     path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("gateway.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("console/", include("admin_console.urls")),

@@ -35,6 +35,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "membership.manage": _MANAGERS,
     "api_key.view": _ALL,
     "api_key.manage": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER}),
+    "deployment.view": _ALL,
+    "deployment.manage": _MANAGERS,
     "audit.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
 }

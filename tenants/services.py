@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from switchboard.config_version import config_changed
 from tenants.audit import AuditContext, audit_record, audit_snapshot
 from tenants.credentials import API_KEY_KIND, MANAGEMENT_TOKEN_KIND, credential_issue
 from tenants.models import (
@@ -46,6 +47,8 @@ MANAGEMENT_TOKEN_FIELDS = ["name", "prefix", "expires_at", "revoked_at"]
 def _save(obj: Model) -> None:
     obj.full_clean()
     obj.save()
+    # Tenants, teams, members and keys are all read by the gateway snapshot or the console.
+    config_changed()
 
 
 def _apply(obj: Model, fields: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -149,6 +152,7 @@ def team_delete(*, context: AuditContext, team: Team) -> None:
     before = audit_snapshot(team, TEAM_FIELDS)
     audit_record(context=context, tenant=team.tenant, action="team.delete", obj=team, before=before)
     team.delete()
+    config_changed()
 
 
 # --- Memberships ----------------------------------------------------------------------------
@@ -351,6 +355,7 @@ def api_key_revoke(*, context: AuditContext, api_key: ApiKey, at: datetime | Non
     before = audit_snapshot(locked, API_KEY_FIELDS)
     locked.revoked_at = when
     locked.save(update_fields=["revoked_at"])
+    config_changed()
     audit_record(
         context=context,
         tenant=locked.tenant,

@@ -4,12 +4,14 @@ alice owns tenant `acme`; bob is a member of `acme` with a lesser role (viewer u
 changes it); charlie owns `globex` and must never see anything of `acme`.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
+from switchboard.fakellm.testing import FakeLLM
 from tenants.audit import AuditContext
 from tenants.models import Membership, Tenant
 from tenants.roles import Role
@@ -58,3 +60,10 @@ def acme_team(cast: Cast) -> Any:
 def acme_key(cast: Cast) -> tuple[Any, str]:
     """An active API key of acme and its plaintext."""
     return api_key_create(context=AuditContext.system("test"), tenant=cast.acme, name="acme app")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    """The project's fake LLM upstream, a real HTTP server on 127.0.0.1."""
+    with FakeLLM() as fake:
+        yield fake

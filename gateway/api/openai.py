@@ -1,24 +1,193 @@
-"""OpenAI-compatible gateway endpoints (the gateway issue completes them)."""
+"""OpenAI-compatible gateway endpoints: chat completions (plain and SSE), embeddings, models."""
 
-from django.http import HttpRequest, JsonResponse
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from typing import Any
+
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway.runtime.auth import gateway_authenticate
-from switchboard.api.errors import allow_methods, error_response
-from tenants.selectors import AuthenticationFailed
+from gateway.api.common import (
+    GatewayError,
+    authenticate,
+    call_headers,
+    guard_error,
+    json_body,
+    request_id,
+)
+from gateway.runtime.executor import ExecutionFailed, OpenStream
+from gateway.runtime.guard import (
+    ChatRequest,
+    GuardError,
+    guard_chat_request,
+    guard_embeddings_request,
+)
+from gateway.runtime.pipeline import (
+    CallContext,
+    StreamState,
+    chat_call,
+    chat_stream_call,
+    context_for,
+    embeddings_call,
+    record_refusal,
+    settle_stream,
+    stream_chunks,
+)
+from gateway.runtime.providers import ProviderError
+from gateway.runtime.routing import RouteError
+from switchboard.api.errors import error_body, error_response
+
+View = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _method_not_allowed(allowed: str) -> JsonResponse:
+    return error_response(
+        405,
+        f"Use {allowed} on this endpoint.",
+        code="method_not_allowed",
+        headers={"allow": allowed},
+    )
+
+
+def _failure_response(failure: ExecutionFailed) -> JsonResponse:
+    headers = {}
+    if failure.retry_after is not None and failure.status in (429, 503):
+        headers["retry-after"] = str(max(1, round(failure.retry_after)))
+    headers["x-switchboard-attempts"] = str(failure.stats.attempts)
+    return error_response(failure.status, failure.message, code=str(failure.kind), headers=headers)
+
+
+async def _guarded(
+    request: HttpRequest, method: str, handle: Callable[[], Awaitable[HttpResponseBase]]
+) -> HttpResponseBase:
+    """Run a handler, turning the gateway's errors into the OpenAI error shape."""
+    if request.method != method:
+        return _method_not_allowed(method)
+    try:
+        return await handle()
+    except GatewayError as exc:
+        return error_response(
+            exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers
+        )
+    except ExecutionFailed as failure:
+        return _failure_response(failure)
+
+
+async def _refused(ctx: CallContext, exc: RouteError) -> GatewayError:
+    await record_refusal(ctx, http_status=exc.status, error_type=exc.code)
+    return GatewayError(exc.status, exc.message, code=exc.code, param=exc.param)
 
 
 @csrf_exempt
-@allow_methods("GET")
-def models_list(request: HttpRequest) -> JsonResponse:
-    """`GET /v1/models`: the models this key may call (none until deployments exist)."""
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    async def handle() -> HttpResponseBase:
+        caller, snapshot = await authenticate(request)
+        try:
+            chat = guard_chat_request(json_body(request))
+        except GuardError as exc:
+            raise guard_error(exc) from None
+        ctx = context_for(
+            request_id=request_id(request), caller=caller, snapshot=snapshot, model=chat.model,
+            metadata=chat.metadata, user=chat.user,
+        )  # fmt: skip
+        try:
+            if chat.stream:
+                return await _stream_response(ctx, chat)
+            result = await chat_call(ctx, chat)
+        except RouteError as exc:
+            raise await _refused(ctx, exc) from None
+        headers = call_headers(ctx, result.deployment, cost=result.cost)
+        return HttpResponse(_dumps(result.body), content_type="application/json", headers=headers)
+
+    return await _guarded(request, "POST", handle)
+
+
+async def _stream_response(ctx: CallContext, chat: ChatRequest) -> HttpResponseBase:
+    opened = await chat_stream_call(ctx, chat)
+    response = StreamingHttpResponse(
+        _openai_events(ctx, chat, opened),
+        content_type="text/event-stream",
+        headers=call_headers(ctx, opened.deployment, cost=None),
+    )
+    response["cache-control"] = "no-cache"
+    response["x-accel-buffering"] = "no"
+    return response
+
+
+async def _openai_events(
+    ctx: CallContext, chat: ChatRequest, opened: OpenStream
+) -> AsyncIterator[bytes]:
+    state = StreamState(deployment=opened.deployment)
     try:
-        gateway_authenticate(request)
-    except AuthenticationFailed as exc:
-        return error_response(
-            401,
-            str(exc),
-            code="invalid_api_key",
-            headers={"www-authenticate": 'Bearer realm="switchboard"'},
-        )
-    return JsonResponse({"object": "list", "data": []})
+        async for chunk in stream_chunks(ctx, opened, state):
+            if "usage" in chunk and not chat.include_usage:
+                if not chunk.get("choices"):
+                    continue
+                chunk = {key: value for key, value in chunk.items() if key != "usage"}
+            yield b"data: " + _dumps(chunk) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    except ProviderError as exc:
+        state.status, state.error_kind, state.http_status = "provider_error", str(exc.kind), 502
+        yield b"data: " + _dumps(error_body(502, exc.message, code=str(exc.kind))) + b"\n\n"
+    except asyncio.CancelledError:
+        state.status, state.http_status = "cancelled", 499
+        raise
+    finally:
+        with suppress(Exception):
+            await opened.rest.aclose()  # type: ignore[attr-defined]  # stops the upstream
+        settle_stream(ctx, opened, state, chat)
+
+
+@csrf_exempt
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
+    async def handle() -> HttpResponseBase:
+        caller, snapshot = await authenticate(request)
+        try:
+            embed = guard_embeddings_request(json_body(request))
+        except GuardError as exc:
+            raise guard_error(exc) from None
+        ctx = context_for(
+            request_id=request_id(request), caller=caller, snapshot=snapshot, model=embed.model,
+            metadata={}, user=embed.user,
+        )  # fmt: skip
+        try:
+            result = await embeddings_call(ctx, embed)
+        except RouteError as exc:
+            raise await _refused(ctx, exc) from None
+        headers = call_headers(ctx, result.deployment, cost=result.cost)
+        return HttpResponse(_dumps(result.body), content_type="application/json", headers=headers)
+
+    return await _guarded(request, "POST", handle)
+
+
+@csrf_exempt
+async def models_list(request: HttpRequest) -> HttpResponseBase:
+    """`GET /v1/models`: the public model names this key may call."""
+
+    async def handle() -> HttpResponseBase:
+        caller, snapshot = await authenticate(request)
+        allowed = caller.key.allowed_models
+        names = [
+            name
+            for name in snapshot.model_names(caller.tenant.id)
+            if not allowed or name in allowed
+        ]
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "switchboard"}
+            for name in names
+        ]
+        return JsonResponse({"object": "list", "data": data})
+
+    return await _guarded(request, "GET", handle)

@@ -111,6 +111,11 @@ def _echo_pieces(text: str) -> list[str]:
     return pieces
 
 
+def seed_hex(material: object) -> str:
+    """A stable hex digest of any JSON-able material (ids that repeat for the same input)."""
+    return _seed(material).hex()
+
+
 def _seed(material: object) -> bytes:
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).digest()

@@ -352,6 +352,7 @@ class Chat:
     include_usage: bool
     prompt_tokens: int
     reply: replies.Reply
+    tool_call: dict[str, Any] | None = None
 
 
 def _messages(body: dict[str, Any], roles: frozenset[str] | None) -> list[dict[str, Any]]:
@@ -409,9 +410,32 @@ def _openai_chat(request: web.Request, body: dict[str, Any], deployment: str | N
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     # Azure: the deployment in the path is the "model" that carries directives.
     directives = split_model(deployment if deployment is not None else model)[1]
-    return _build_chat(
+    chat = _build_chat(
         request, model, directives, messages, system=None, body=body, max_tokens=max_tokens
     )
+    tool_call = _tool_call(body, messages)
+    if tool_call is None:
+        return chat
+    return Chat(
+        **{**{f: getattr(chat, f) for f in chat.__dataclass_fields__}, "tool_call": tool_call}
+    )
+
+
+def _tool_call(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Call the first offered function, unless told not to or a tool result just came back."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools or body.get("tool_choice") == "none":
+        return None
+    if messages and messages[-1].get("role") == "tool":
+        return None
+    function = tools[0].get("function") if isinstance(tools[0], dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ApiError(400, "'tools[0].function.name' must be a string")
+    words = _last_user_text(messages).split()[:4]
+    arguments = _dumps({"query": " ".join(words)})
+    call_id = "call_" + replies.seed_hex([function["name"], arguments])[:24]
+    return {"id": call_id, "type": "function",
+            "function": {"name": function["name"], "arguments": arguments}}  # fmt: skip
 
 
 async def openai_chat(request: web.Request, state: State) -> web.StreamResponse:
@@ -447,6 +471,8 @@ def _usage(chat: Chat) -> dict[str, Any]:
 
 
 def _finish_reason(chat: Chat) -> str:
+    if chat.tool_call is not None:
+        return "tool_calls"
     return "length" if chat.reply.cut else "stop"
 
 
@@ -460,13 +486,29 @@ def _openai_completion(chat: Chat) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": chat.reply.text, "refusal": None},
+                "message": _message(chat),
                 "logprobs": None,
                 "finish_reason": _finish_reason(chat),
             }
         ],
         "usage": _usage(chat),
     }
+
+
+def _message(chat: Chat) -> dict[str, Any]:
+    if chat.tool_call is not None:
+        return {"role": "assistant", "content": None, "tool_calls": [chat.tool_call]}
+    return {"role": "assistant", "content": chat.reply.text, "refusal": None}
+
+
+def _tool_call_deltas(call: dict[str, Any]) -> list[dict[str, Any]]:
+    """The call's name first, then its arguments in a few pieces, as real streams do."""
+    arguments = call["function"]["arguments"]
+    head = {"index": 0, "id": call["id"], "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+    step = max(len(arguments) // 3, 1)
+    pieces = [arguments[i : i + step] for i in range(0, len(arguments), step)]
+    return [head] + [{"index": 0, "function": {"arguments": piece}} for piece in pieces]
 
 
 _OPENAI_BROKEN = b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": \n\n'
@@ -489,7 +531,12 @@ def _openai_events(chat: Chat) -> tuple[list[bytes], list[bytes], list[bytes]]:
 
     piece_prefix = prefix + '"choices":[{"index":0,"delta":{"content":'
     piece_suffix = '},"logprobs":null,"finish_reason":null}]}\n\n'
-    content = [f"{piece_prefix}{_dumps(p)}{piece_suffix}".encode() for p in chat.reply.pieces]
+    if chat.tool_call is not None:
+        content = [
+            choice({"tool_calls": [delta]}, None) for delta in _tool_call_deltas(chat.tool_call)
+        ]
+    else:
+        content = [f"{piece_prefix}{_dumps(p)}{piece_suffix}".encode() for p in chat.reply.pieces]
     tail = [choice({}, _finish_reason(chat))]
     if chat.include_usage:
         tail.append(f'{prefix}"choices":[],"usage":{_dumps(_usage(chat))}}}\n\n'.encode())

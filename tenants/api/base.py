@@ -7,7 +7,7 @@ filtered by that tenant, and subclasses cannot override the methods that do it.
 
 from typing import Any, ClassVar, TypeVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
@@ -29,6 +29,10 @@ class TenantScopedViewSet(viewsets.GenericViewSet[_M]):
     #: action name -> permission from tenants.roles.PERMISSIONS; missing actions are denied.
     action_permissions: ClassVar[dict[str, str]] = {}
     tenant_field: ClassVar[str] = "tenant"
+    #: Read actions also see platform-wide rows (tenant is NULL), e.g. global deployments;
+    #: writes never reach them through a tenant URL.
+    include_shared_on_read: ClassVar[bool] = False
+    read_actions: ClassVar[frozenset[str]] = frozenset({"list", "retrieve", "metadata"})
     lookup_value_regex = r"[0-9]+"
 
     access: TenantAccess
@@ -57,7 +61,10 @@ class TenantScopedViewSet(viewsets.GenericViewSet[_M]):
     def get_queryset(self) -> QuerySet[_M]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no tenant
             return self.scoped_queryset.none()
-        return self.scoped_queryset.filter(**{self.tenant_field: self.access.tenant})
+        own = Q(**{self.tenant_field: self.access.tenant})
+        if self.include_shared_on_read and self.action in self.read_actions:
+            own |= Q(**{f"{self.tenant_field}__isnull": True})
+        return self.scoped_queryset.filter(own)
 
     def get_object(self) -> _M:
         lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")

@@ -3,9 +3,8 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from switchboard.api.routes import TENANT
 from tenants.api import views
-
-TENANT = r"tenants/(?P<tenant>[^/]+)"
 
 router = SimpleRouter(trailing_slash="/?")  # type: ignore[arg-type]  # optional slash
 router.register("tenants", views.TenantViewSet, basename="tenant")

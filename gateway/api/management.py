@@ -1,0 +1,116 @@
+"""Management API: model deployments (tenant-owned, plus read-only global ones)."""
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from gateway import services
+from gateway.api.serializers import DeploymentSerializer
+from gateway.models import ModelDeployment
+from tenants.api.base import TenantScopedViewSet
+from tenants.api.views import ID_PARAMETER, TENANT_PARAMETER
+from tenants.audit import AuditContext
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class DeploymentViewSet(TenantScopedViewSet[ModelDeployment]):
+    """A tenant's own deployments (read and write) and the global ones (read only)."""
+
+    scoped_queryset = ModelDeployment.objects.order_by("name", "priority", "id")
+    serializer_class = DeploymentSerializer
+    include_shared_on_read = True
+    action_permissions = {
+        "list": "deployment.view",
+        "retrieve": "deployment.view",
+        "create": "deployment.manage",
+        "partial_update": "deployment.manage",
+        "destroy": "deployment.manage",
+    }
+    filterset_fields = ["name", "provider", "enabled"]
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(DeploymentSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(DeploymentSerializer(self.get_object()).data)
+
+    def create(self, request: Request, tenant: str) -> Response:
+        serializer = DeploymentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_create(
+            context=self.audit_context,
+            tenant=self.access.tenant,
+            fields=dict(serializer.validated_data),
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        deployment = self.get_object()
+        serializer = DeploymentSerializer(deployment, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_update(
+            context=self.audit_context,
+            deployment=deployment,
+            fields=dict(serializer.validated_data),
+        )
+        return Response(DeploymentSerializer(deployment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        services.deployment_delete(context=self.audit_context, deployment=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GlobalDeploymentViewSet(viewsets.GenericViewSet[ModelDeployment]):
+    """Platform-wide deployments shared by every tenant: platform staff only."""
+
+    serializer_class = DeploymentSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_value_regex = r"[0-9]+"
+    filterset_fields = ["name", "provider", "enabled"]
+
+    def get_queryset(self) -> QuerySet[ModelDeployment]:
+        return ModelDeployment.objects.filter(tenant__isnull=True).order_by(
+            "name", "priority", "id"
+        )
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(DeploymentSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(DeploymentSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = DeploymentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_create(
+            context=AuditContext.from_request(request),
+            tenant=None,
+            fields=dict(serializer.validated_data),
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def partial_update(self, request: Request, pk: str) -> Response:
+        serializer = DeploymentSerializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_update(
+            context=AuditContext.from_request(request),
+            deployment=self.get_object(),
+            fields=dict(serializer.validated_data),
+        )
+        return Response(DeploymentSerializer(deployment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.deployment_delete(
+            context=AuditContext.from_request(request), deployment=self.get_object()
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

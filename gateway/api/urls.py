@@ -1,0 +1,12 @@
+"""Management API routes of the gateway app (mounted under /api/v1/)."""
+
+from rest_framework.routers import SimpleRouter
+
+from gateway.api.management import DeploymentViewSet, GlobalDeploymentViewSet
+from switchboard.api.routes import TENANT
+
+router = SimpleRouter(trailing_slash="/?")  # type: ignore[arg-type]  # optional slash
+router.register(f"{TENANT}/deployments", DeploymentViewSet, basename="deployment")
+router.register("deployments", GlobalDeploymentViewSet, basename="global-deployment")
+
+urlpatterns = router.urls

@@ -1,0 +1,371 @@
+"""One gateway call from authenticated request to settled usage, independent of wire format.
+
+The OpenAI, Anthropic and native endpoints parse their own shapes into a `ChatRequest`, call
+`chat_call` / `chat_stream_call` / `embeddings_call`, and render the result their own way.
+Every call — success, provider error, refusal or cancellation — records one usage event.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from analytics.usage import UsageEvent, usage_event_append
+from gateway.models import Capability
+from gateway.runtime.auth import Caller
+from gateway.runtime.executor import CallStats, ExecutionFailed, OpenStream, execute, open_stream
+from gateway.runtime.guard import ChatRequest, EmbeddingsRequest, apply_token_cap
+from gateway.runtime.guard import estimate_prompt_tokens as estimate_tokens
+from gateway.runtime.providers import ProviderError
+from gateway.runtime.retry import ErrorKind
+from gateway.runtime.routing import Needs, resolve_candidates
+from gateway.runtime.snapshot import DeploymentEntry, Snapshot
+
+logger = logging.getLogger(__name__)
+# Usage writes that outlive a cancelled request task are kept here until they finish.
+_pending_usage: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class CallContext:
+    """What one call knows about itself while it runs."""
+
+    request_id: str
+    caller: Caller
+    snapshot: Snapshot
+    model: str
+    end_user: str = ""
+    task_type: str = ""
+    user_tier: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=timezone.now)
+    stats: CallStats = field(default_factory=CallStats)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + settings.GATEWAY_DEADLINE_S
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def overhead_ms(self) -> float:
+        return max((time.monotonic() - self.started - self.stats.upstream_s) * 1000, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @classmethod
+    def from_body(cls, usage: Any) -> "Usage | None":
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(cached or 0),
+        )
+
+
+@dataclass
+class ChatResult:
+    deployment: DeploymentEntry
+    body: dict[str, Any]
+    usage: Usage
+    cost: Decimal
+
+
+def context_for(
+    *, request_id: str, caller: Caller, snapshot: Snapshot, model: str, metadata: dict[str, Any],
+    user: str | None,
+) -> CallContext:  # fmt: skip
+    return CallContext(
+        request_id=request_id,
+        caller=caller,
+        snapshot=snapshot,
+        model=model,
+        end_user=str(user or metadata.get("user_id") or "")[:256],
+        task_type=str(metadata.get("task_type") or "")[:100],
+        user_tier=str(metadata["user_tier"]) if metadata.get("user_tier") else None,
+    )
+
+
+def _needs(request: ChatRequest, max_tokens: int) -> Needs:
+    payload = request.payload
+    capabilities = set()
+    if request.stream:
+        capabilities.add(Capability.STREAMING)
+    if payload.get("tools"):
+        capabilities.add(Capability.TOOLS)
+    response_format = payload.get("response_format") or {}
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    ):
+        capabilities.add(Capability.JSON_MODE)
+    if _has_images(payload.get("messages", [])):
+        capabilities.add(Capability.VISION)
+    return Needs(
+        capabilities=frozenset(str(c) for c in capabilities),
+        prompt_tokens=estimate_tokens(payload["messages"], tools=payload.get("tools")),
+        max_tokens=max_tokens,
+        user_tier=None,
+    )
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") == "image_url" for part in content
+        ):
+            return True
+    return False
+
+
+def _requested_max_tokens(payload: dict[str, Any]) -> int:
+    value = payload.get("max_completion_tokens") or payload.get("max_tokens") or 0
+    return int(value)
+
+
+def _chat_payload_for(request: ChatRequest) -> Any:
+    def payload_for(deployment: DeploymentEntry) -> dict[str, Any]:
+        payload = dict(request.payload)
+        apply_token_cap(payload, max_output_tokens=deployment.max_output_tokens)
+        if request.stream:
+            # Always ask for usage upstream: billing needs it even if the client did not.
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    return payload_for
+
+
+def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
+    needs = _needs(request, _requested_max_tokens(request.payload))
+    needs = Needs(needs.capabilities, needs.prompt_tokens, needs.max_tokens, ctx.user_tier)
+    return resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs)
+
+
+async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
+    candidates = chat_candidates(ctx, request)
+    try:
+        deployment, body = await execute(
+            "chat",
+            candidates,
+            _chat_payload_for(request),
+            deadline=ctx.deadline,
+            model=request.model,
+            stats=ctx.stats,
+        )
+    except ExecutionFailed as failure:
+        await record_failure(ctx, failure, stream=False)
+        raise
+    usage = Usage.from_body(body.get("usage")) or Usage(
+        estimate_tokens(request.payload["messages"]), 0
+    )
+    cost = deployment.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+    body["model"] = deployment.name
+    await record_usage(ctx, deployment=deployment, usage=usage, cost=cost, status="success",
+                       http_status=200, stream=False)  # fmt: skip
+    return ChatResult(deployment=deployment, body=body, usage=usage, cost=cost)
+
+
+async def embeddings_call(ctx: CallContext, request: EmbeddingsRequest) -> ChatResult:
+    tokens = _estimate_embedding_tokens(request.payload.get("input"))
+    needs = Needs(frozenset({str(Capability.EMBEDDINGS)}), tokens, 0, ctx.user_tier)
+    candidates = resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs)
+    try:
+        deployment, body = await execute(
+            "embeddings",
+            candidates,
+            lambda deployment: dict(request.payload),
+            deadline=ctx.deadline,
+            model=request.model,
+            stats=ctx.stats,
+        )
+    except ExecutionFailed as failure:
+        await record_failure(ctx, failure, stream=False)
+        raise
+    usage = Usage.from_body(body.get("usage")) or Usage(tokens, 0)
+    cost = deployment.cost(usage.prompt_tokens, 0)
+    body["model"] = deployment.name
+    await record_usage(ctx, deployment=deployment, usage=usage, cost=cost, status="success",
+                       http_status=200, stream=False)  # fmt: skip
+    return ChatResult(deployment=deployment, body=body, usage=usage, cost=cost)
+
+
+def _estimate_embedding_tokens(value: Any) -> int:
+    if isinstance(value, str):
+        return math.ceil(len(value) / 4)
+    if isinstance(value, list):
+        return sum(
+            _estimate_embedding_tokens(item) if not isinstance(item, int) else 1 for item in value
+        )
+    return 0
+
+
+@dataclass
+class StreamState:
+    """What a stream produced so far: enough to bill it if it is cut short."""
+
+    deployment: DeploymentEntry
+    usage: Usage | None = None
+    completion_chars: int = 0
+    first_token_ms: int | None = None
+    status: str = "success"
+    error_kind: str = ""
+    http_status: int = 200
+
+    def note_chunk(self, chunk: dict[str, Any], ctx: CallContext) -> None:
+        usage = Usage.from_body(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            for call in delta.get("tool_calls") or ():
+                text += (call.get("function") or {}).get("arguments") or ""
+            if text:
+                if self.first_token_ms is None:
+                    self.first_token_ms = ctx.elapsed_ms()
+                self.completion_chars += len(text)
+
+
+async def chat_stream_call(ctx: CallContext, request: ChatRequest) -> OpenStream:
+    """Open the upstream stream (retries and fallback happen here, before the first chunk)."""
+    candidates = chat_candidates(ctx, request)
+    try:
+        return await open_stream(
+            candidates,
+            _chat_payload_for(request),
+            deadline=ctx.deadline,
+            model=request.model,
+            stats=ctx.stats,
+        )
+    except ExecutionFailed as failure:
+        await record_failure(ctx, failure, stream=True)
+        raise
+
+
+async def stream_chunks(
+    ctx: CallContext, opened: OpenStream, state: StreamState
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield upstream chunks (model renamed), with an idle timeout between chunks."""
+    deployment = opened.deployment
+    chunk = opened.first_chunk
+    while True:
+        state.note_chunk(chunk, ctx)
+        chunk["model"] = deployment.name
+        yield chunk
+        try:
+            async with asyncio.timeout(deployment.timeout_s):
+                chunk = await anext(opened.rest)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ProviderError(
+                ErrorKind.TIMEOUT, "The upstream stopped sending (idle timeout).", status=504
+            ) from None
+
+
+def settle_stream(
+    ctx: CallContext, opened: OpenStream, state: StreamState, request: ChatRequest
+) -> None:
+    """Bill what the stream produced (the provider's usage, else an estimate) and record it.
+
+    Runs from a `finally` that may be unwinding a cancellation, so the write is a task of its
+    own that the cancellation cannot interrupt.
+    """
+    usage = state.usage or Usage(
+        prompt_tokens=estimate_tokens(request.payload["messages"]),
+        completion_tokens=math.ceil(state.completion_chars / 4),
+    )
+    deployment = opened.deployment
+    cost = deployment.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+    task = asyncio.ensure_future(
+        record_usage(
+            ctx,
+            deployment=deployment,
+            usage=usage,
+            cost=cost,
+            status=state.status,
+            http_status=state.http_status,
+            stream=True,
+            error_type=state.error_kind,
+            ttft_ms=state.first_token_ms,
+        )
+    )
+    _pending_usage.add(task)
+    task.add_done_callback(_pending_usage.discard)
+
+
+async def record_failure(ctx: CallContext, failure: ExecutionFailed, *, stream: bool) -> None:
+    status = "provider_error" if failure.stats.attempts else "error"
+    await record_usage(ctx, deployment=failure.deployment, usage=Usage(0, 0), cost=Decimal(0),
+                       status=status, http_status=failure.status, stream=stream,
+                       error_type=str(failure.kind))  # fmt: skip
+
+
+async def record_refusal(ctx: CallContext, *, http_status: int, error_type: str) -> None:
+    """A call refused before any upstream attempt (unknown model, not allowed, bad input)."""
+    await record_usage(ctx, deployment=None, usage=Usage(0, 0), cost=Decimal(0),
+                       status="blocked", http_status=http_status, stream=False,
+                       error_type=error_type)  # fmt: skip
+
+
+async def record_usage(
+    ctx: CallContext,
+    *,
+    deployment: DeploymentEntry | None,
+    usage: Usage,
+    cost: Decimal,
+    status: str,
+    http_status: int,
+    stream: bool,
+    error_type: str = "",
+    ttft_ms: int | None = None,
+) -> None:
+    try:
+        event = UsageEvent(
+            request_id=ctx.request_id,
+            created_at=ctx.started_at,
+            tenant_id=ctx.caller.tenant.id,
+            api_key_id=ctx.caller.key.id,
+            team_id=ctx.caller.key.team_id,
+            end_user=ctx.end_user,
+            deployment_id=deployment.id if deployment else None,
+            model=ctx.model,
+            provider=deployment.provider if deployment else "",
+            task_type=ctx.task_type,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=cost,
+            saved_cost_usd=Decimal(0),
+            latency_ms=ctx.elapsed_ms(),
+            ttft_ms=ttft_ms,
+            status=status,
+            http_status=http_status,
+            error_type=error_type,
+            attempts=ctx.stats.attempts,
+            fallback_count=ctx.stats.fallbacks,
+            cached=False,
+            stream=stream,
+            metadata={},
+        )
+        await usage_event_append(event)
+    except Exception:
+        # The budgets issue makes money limits fail closed; usage loss is logged loudly.
+        logger.exception("could not append the usage event for request %s", ctx.request_id)

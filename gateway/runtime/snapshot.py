@@ -1,0 +1,267 @@
+"""The gateway's configuration snapshot: immutable, in process, zero queries per call.
+
+Keys, tenants and deployments are loaded once into frozen dataclasses. Each process checks
+the config version in Redis at most every `GATEWAY_SNAPSHOT_CHECK_S` (one GET, shared by all
+calls in that interval) and rebuilds when it changed, so a revoked key or a disabled
+deployment stops working everywhere within that bound. A full rebuild also happens every
+`FULL_REFRESH_S` as a safety net for a missed version bump.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import litellm
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import Q
+from django.utils import timezone
+
+from gateway.models import ModelDeployment
+from switchboard.config_version import CONFIG_VERSION_KEY
+from switchboard.redis_client import redis_async
+from tenants.models import USER_TIER_RANK, ApiKey, Tenant, TenantStatus
+
+logger = logging.getLogger(__name__)
+
+FULL_REFRESH_S = 60.0
+REVOKED_KEPT = timedelta(days=30)
+PER_MTOK = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    id: int
+    prefix: str
+    secret_hmac: str
+    name: str
+    tenant_id: int
+    team_id: int | None
+    expires_at: float | None
+    revoked_at: float | None
+    allowed_models: frozenset[str]
+    allowed_task_types: frozenset[str]
+    max_user_tier: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantEntry:
+    id: int
+    slug: str
+    active: bool
+    tier: str
+    time_zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentEntry:
+    id: int
+    tenant_id: int | None
+    name: str
+    provider: str
+    litellm_model: str
+    upstream_model: str
+    api_base: str
+    api_version: str
+    api_key_env: str
+    direct: bool
+    input_price: Decimal  # USD per token
+    output_price: Decimal
+    cached_input_price: Decimal
+    context_window: int
+    max_output_tokens: int
+    capabilities: frozenset[str]
+    min_tier_rank: int
+    priority: int
+    weight: int
+    timeout_s: float
+    fallbacks: tuple[str, ...]
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
+        uncached = max(prompt_tokens - cached_tokens, 0)
+        return (
+            uncached * self.input_price
+            + cached_tokens * self.cached_input_price
+            + completion_tokens * self.output_price
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    built_at: float
+    keys_by_prefix: dict[str, KeyEntry]
+    tenants: dict[int, TenantEntry]
+    deployments: dict[int, DeploymentEntry]
+    # (tenant id or None for global, public name) -> enabled deployments by priority
+    by_name: dict[tuple[int | None, str], tuple[DeploymentEntry, ...]] = field(repr=False)
+
+    def deployments_named(self, tenant_id: int, name: str) -> tuple[DeploymentEntry, ...]:
+        """A tenant's own deployments of that name first, then the global ones."""
+        return self.by_name.get((tenant_id, name), ()) + self.by_name.get((None, name), ())
+
+    def model_names(self, tenant_id: int) -> list[str]:
+        names = {name for (owner, name) in self.by_name if owner in (None, tenant_id)}
+        return sorted(names)
+
+
+def _epoch(value: Any) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _strip_provider(litellm_model: str) -> str:
+    return litellm_model.split("/", 1)[1] if "/" in litellm_model else litellm_model
+
+
+def _map_prices(litellm_model: str) -> dict[str, Any]:
+    """litellm's bundled cost map entry for a model (with or without its provider prefix)."""
+    cost_map = litellm.model_cost
+    return cost_map.get(litellm_model) or cost_map.get(_strip_provider(litellm_model)) or {}
+
+
+def _price(override: Decimal | None, default: Any) -> Decimal:
+    if override is not None:
+        return override / PER_MTOK
+    return Decimal(str(default or 0))
+
+
+def _deployment_entry(row: ModelDeployment) -> DeploymentEntry:
+    defaults = _map_prices(row.litellm_model)
+    return DeploymentEntry(
+        id=row.pk,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        provider=row.provider,
+        litellm_model=row.litellm_model,
+        upstream_model=_strip_provider(row.litellm_model),
+        api_base=row.api_base.rstrip("/"),
+        api_version=row.api_version,
+        api_key_env=row.api_key_env,
+        direct=row.uses_direct_path,
+        input_price=_price(row.input_price_per_mtok, defaults.get("input_cost_per_token")),
+        output_price=_price(row.output_price_per_mtok, defaults.get("output_cost_per_token")),
+        cached_input_price=_price(
+            row.cached_input_price_per_mtok,
+            defaults.get("cache_read_input_token_cost", defaults.get("input_cost_per_token")),
+        ),
+        context_window=row.context_window,
+        max_output_tokens=row.max_output_tokens,
+        capabilities=frozenset(row.capabilities),
+        min_tier_rank=USER_TIER_RANK.get(row.min_user_tier, 0),
+        priority=row.priority,
+        weight=row.weight,
+        timeout_s=row.timeout_s,
+        fallbacks=tuple(row.fallbacks),
+    )
+
+
+def snapshot_build(version: str) -> Snapshot:
+    """Load everything the gateway reads (a handful of queries, once per config change)."""
+    now = timezone.now()
+    keys = {
+        key.prefix: KeyEntry(
+            id=key.pk,
+            prefix=key.prefix,
+            secret_hmac=key.secret_hmac,
+            name=key.name,
+            tenant_id=key.tenant_id,
+            team_id=key.team_id,
+            expires_at=_epoch(key.expires_at),
+            revoked_at=_epoch(key.revoked_at),
+            allowed_models=frozenset(key.allowed_models),
+            allowed_task_types=frozenset(key.allowed_task_types),
+            max_user_tier=key.max_user_tier,
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+        )
+        # Recently revoked keys stay so that callers are told "revoked", not "invalid".
+        for key in ApiKey.objects.filter(
+            Q(revoked_at__isnull=True) | Q(revoked_at__gt=now - REVOKED_KEPT)
+        )
+    }
+    tenants = {
+        tenant.pk: TenantEntry(
+            id=tenant.pk,
+            slug=tenant.slug,
+            active=tenant.status == TenantStatus.ACTIVE,
+            tier=tenant.tier,
+            time_zone=tenant.time_zone,
+        )
+        for tenant in Tenant.objects.all()
+    }
+    rows = ModelDeployment.objects.filter(enabled=True).order_by("priority", "id")
+    deployments = {row.pk: _deployment_entry(row) for row in rows}
+    by_name: dict[tuple[int | None, str], list[DeploymentEntry]] = {}
+    for entry in deployments.values():
+        by_name.setdefault((entry.tenant_id, entry.name), []).append(entry)
+    return Snapshot(
+        version=version,
+        built_at=time.monotonic(),
+        keys_by_prefix=keys,
+        tenants=tenants,
+        deployments=deployments,
+        by_name={name: tuple(entries) for name, entries in by_name.items()},
+    )
+
+
+def _build_and_release(version: str) -> Snapshot:
+    """Build, then close the connection: rebuilds are rare, and the gateway's fast path runs
+    outside Django's request cycle, which would otherwise be what closes it."""
+    try:
+        return snapshot_build(version)
+    finally:
+        if not connection.in_atomic_block:  # never inside a caller's transaction (tests)
+            close_old_connections()
+            connection.close()
+
+
+class SnapshotHolder:
+    """Per-process holder; `get()` is called on every gateway request."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._next_check = 0.0
+        self._stale = False
+
+    async def get(self) -> Snapshot:
+        now = time.monotonic()
+        snapshot = self._snapshot
+        if snapshot is not None and now < self._next_check:
+            return snapshot
+        self._next_check = now + settings.GATEWAY_SNAPSHOT_CHECK_S
+        version = await self._version(snapshot)
+        stale, self._stale = self._stale, False
+        if (
+            snapshot is None
+            or stale
+            or version != snapshot.version
+            or now - snapshot.built_at > FULL_REFRESH_S
+        ):
+            snapshot = await sync_to_async(_build_and_release)(version)
+            self._snapshot = snapshot
+        return snapshot
+
+    async def _version(self, current: Snapshot | None) -> str:
+        try:
+            raw = await redis_async().get(CONFIG_VERSION_KEY)
+        except Exception:
+            # Without Redis no change can be announced; keep serving the snapshot we have.
+            logger.warning("config version unavailable; keeping the current snapshot")
+            return current.version if current is not None else "unknown"
+        if not raw:
+            return "0"
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def invalidate(self) -> None:
+        """Rebuild on the next call: this process just changed the configuration."""
+        self._next_check = 0.0
+        self._stale = True
+
+
+snapshot_holder = SnapshotHolder()

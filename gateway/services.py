@@ -1,0 +1,113 @@
+"""Writes to model deployments: validated, audited, and announced to every gateway process."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from gateway.models import ModelDeployment, Provider
+from gateway.netpolicy import EgressRefused, allowed_upstreams, validate_api_base
+from switchboard.config_version import config_changed
+from tenants.audit import AuditContext, audit_record, audit_snapshot
+from tenants.models import Tenant
+
+DEPLOYMENT_FIELDS = [
+    "name",
+    "provider",
+    "litellm_model",
+    "api_base",
+    "api_version",
+    "api_key_env",
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "cached_input_price_per_mtok",
+    "context_window",
+    "max_output_tokens",
+    "capabilities",
+    "min_user_tier",
+    "priority",
+    "weight",
+    "timeout_s",
+    "fallbacks",
+    "execution_path",
+    "enabled",
+]
+EDITABLE = frozenset(DEPLOYMENT_FIELDS)
+
+
+def _validate(deployment: ModelDeployment) -> None:
+    deployment.full_clean()
+    if deployment.api_base:
+        try:
+            deployment.api_base = validate_api_base(
+                deployment.api_base, allowed=allowed_upstreams()
+            )
+        except EgressRefused as exc:
+            raise ValidationError({"api_base": str(exc)}) from None
+    needs_base = {Provider.AZURE, Provider.OPENAI_COMPATIBLE}
+    if deployment.provider in needs_base and not deployment.api_base:
+        raise ValidationError(
+            {"api_base": f"A {deployment.provider} deployment needs an api_base."}
+        )
+    if deployment.provider == Provider.AZURE and not deployment.api_version:
+        raise ValidationError({"api_version": "An Azure deployment needs an api_version."})
+    if deployment.name in deployment.fallbacks:
+        raise ValidationError({"fallbacks": "A model cannot fall back to itself."})
+
+
+@transaction.atomic
+def deployment_create(
+    *, context: AuditContext, tenant: Tenant | None, fields: dict[str, Any]
+) -> ModelDeployment:
+    unknown = set(fields) - EDITABLE
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
+    deployment = ModelDeployment(tenant=tenant, **fields)
+    _validate(deployment)
+    deployment.save()
+    config_changed()
+    audit_record(
+        context=context,
+        tenant=tenant,
+        action="deployment.create",
+        obj=deployment,
+        after=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
+    )
+    return deployment
+
+
+@transaction.atomic
+def deployment_update(
+    *, context: AuditContext, deployment: ModelDeployment, fields: dict[str, Any]
+) -> ModelDeployment:
+    unknown = set(fields) - EDITABLE
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
+    before = audit_snapshot(deployment, DEPLOYMENT_FIELDS)
+    for name, value in fields.items():
+        setattr(deployment, name, value)
+    _validate(deployment)
+    deployment.save()
+    config_changed()
+    audit_record(
+        context=context,
+        tenant=deployment.tenant,
+        action="deployment.update",
+        obj=deployment,
+        before=before,
+        after=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
+    )
+    return deployment
+
+
+@transaction.atomic
+def deployment_delete(*, context: AuditContext, deployment: ModelDeployment) -> None:
+    audit_record(
+        context=context,
+        tenant=deployment.tenant,
+        action="deployment.delete",
+        obj=deployment,
+        before=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
+    )
+    deployment.delete()
+    config_changed()
