@@ -10,4 +10,4 @@ RUN SECRET_KEY=build API_KEY_HMAC_SECRET=build DATABASE_URL=sqlite:////tmp/build
     REDIS_URL=redis://localhost python manage.py collectstatic --noinput
 USER switchboard
 EXPOSE 8000
-CMD ["granian", "--interface", "asgi", "--host", "0.0.0.0", "--port", "8000", "switchboard.asgi:application"]
+CMD ["granian", "--interface", "asginl", "--host", "0.0.0.0", "--port", "8000", "switchboard.asgi:application"]

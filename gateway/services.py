@@ -7,6 +7,7 @@ from django.db import transaction
 
 from gateway.models import ModelDeployment, Provider
 from gateway.netpolicy import EgressRefused, allowed_upstreams, validate_api_base
+from gateway.runtime.snapshot import model_prices
 from switchboard.config_version import config_changed
 from tenants.audit import AuditContext, audit_record, audit_snapshot
 from tenants.models import Tenant
@@ -53,6 +54,28 @@ def _validate(deployment: ModelDeployment) -> None:
         raise ValidationError({"api_version": "An Azure deployment needs an api_version."})
     if deployment.name in deployment.fallbacks:
         raise ValidationError({"fallbacks": "A model cannot fall back to itself."})
+    _ensure_priced(deployment)
+
+
+def _ensure_priced(deployment: ModelDeployment) -> None:
+    """Finance must be able to trust every cost: a deployment whose price is unknown (not set
+    and not in litellm's cost map) is refused instead of silently costing nothing."""
+    known = model_prices(deployment.litellm_model)
+    missing = [
+        name
+        for name, source in (
+            ("input_price_per_mtok", "input_cost_per_token"),
+            ("output_price_per_mtok", "output_cost_per_token"),
+        )
+        if getattr(deployment, name) is None and source not in known
+    ]
+    if missing:
+        raise ValidationError(
+            {
+                missing[0]: f"No price is known for '{deployment.litellm_model}'; set "
+                "input_price_per_mtok and output_price_per_mtok (0 is allowed)."
+            }
+        )
 
 
 @transaction.atomic

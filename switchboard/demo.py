@@ -27,6 +27,8 @@ BIN = Path(PYTHON).parent
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("SWITCHBOARD_ENV", "development")
+    # The fake upstream accepts any provider key; the demo deployments reference this one.
+    env.setdefault("SWITCHBOARD_DEMO_PROVIDER_KEY", "sk-demo-fake-upstream")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -105,7 +107,12 @@ def _banner(host: str, port: int, fake_port: int, credentials: dict[str, str]) -
  Fake LLM    http://127.0.0.1:{fake_port}  (the demo's model upstream)
 
  Try the gateway with the demo API key:
-   curl -s {base}/v1/models -H "Authorization: Bearer {key}"
+   curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" \\
+     -H 'content-type: application/json' \\
+     -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+ Models: gpt-4o-mini (OpenAI format), claude-haiku (Anthropic, via litellm),
+         text-embedding-3-small — all served by the fake upstream.
 ================================================================================
 """
 
@@ -140,7 +147,8 @@ def main() -> int:
     try:
         print("Migrating the database…", flush=True)
         _manage(env, "migrate", "--noinput")
-        credentials = json.loads(_manage(env, "seed_demo", "--json"))
+        upstream = f"http://127.0.0.1:{fake_port}"
+        credentials = json.loads(_manage(env, "seed_demo", "--json", "--upstream", upstream))
         for name, command in _processes(env, host, port, fake_port).items():
             children[name] = subprocess.Popen(
                 command, env=env, cwd=BASE_DIR, preexec_fn=_die_with_parent

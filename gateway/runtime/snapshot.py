@@ -119,7 +119,7 @@ def _strip_provider(litellm_model: str) -> str:
     return litellm_model.split("/", 1)[1] if "/" in litellm_model else litellm_model
 
 
-def _map_prices(litellm_model: str) -> dict[str, Any]:
+def model_prices(litellm_model: str) -> dict[str, Any]:
     """litellm's bundled cost map entry for a model (with or without its provider prefix)."""
     cost_map = litellm.model_cost
     return cost_map.get(litellm_model) or cost_map.get(_strip_provider(litellm_model)) or {}
@@ -132,7 +132,7 @@ def _price(override: Decimal | None, default: Any) -> Decimal:
 
 
 def _deployment_entry(row: ModelDeployment) -> DeploymentEntry:
-    defaults = _map_prices(row.litellm_model)
+    defaults = model_prices(row.litellm_model)
     return DeploymentEntry(
         id=row.pk,
         tenant_id=row.tenant_id,

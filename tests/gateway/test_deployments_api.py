@@ -49,6 +49,12 @@ def test_owner_creates_lists_updates_and_deletes(cast) -> None:
         ({"fallbacks": ["gpt-4o-mini"]}, "fallbacks"),
         ({"api_key_env": "lower-case"}, "api_key_env"),
         ({"provider": "martian"}, "provider"),
+        # Unknown to litellm's cost map and no price set: it would silently cost nothing.
+        ({"litellm_model": "openai/my-private-model"}, "input_price_per_mtok"),
+        (
+            {"litellm_model": "openai/my-private-model", "input_price_per_mtok": "1"},
+            "output_price_per_mtok",
+        ),
     ],
 )
 @override_settings(ALLOWED_UPSTREAM_HOSTS=[])
@@ -101,3 +107,14 @@ def test_global_deployments_are_staff_only_and_read_only_to_tenants(cast) -> Non
     assert alice.patch(f"{URL}{shared_id}/", {"enabled": False}, format="json").status_code == 404
     assert alice.delete(f"{URL}{shared_id}/").status_code == 404
     assert ModelDeployment.objects.get(pk=shared_id).enabled is True
+
+
+def test_unlisted_model_is_accepted_with_explicit_prices(cast) -> None:
+    response = cast.client(cast.alice).post(
+        URL,
+        {**VALID, "litellm_model": "openai/my-private-model",
+         "input_price_per_mtok": "0", "output_price_per_mtok": "0.5"},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    assert response.json()["output_price_per_mtok"] == "0.5000000000"

@@ -6,6 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from gateway.models import ModelDeployment
+from gateway.services import deployment_create, deployment_update
 from tenants.audit import AuditContext
 from tenants.models import ApiKey, Tenant
 from tenants.roles import Role
@@ -21,6 +23,21 @@ from tenants.services import (
 DEMO_TENANT = "demo"
 DEMO_ADMIN = "admin"
 DEMO_KEY_NAME = "demo key"
+DEMO_PROVIDER_KEY_ENV = "SWITCHBOARD_DEMO_PROVIDER_KEY"
+
+
+def demo_deployments(upstream: str) -> list[dict[str, Any]]:
+    """Global deployments served by the bundled fake upstream, one per wire format."""
+    common = {"api_key_env": DEMO_PROVIDER_KEY_ENV}
+    return [
+        {"name": "gpt-4o-mini", "provider": "openai", "litellm_model": "openai/gpt-4o-mini",
+         "api_base": f"{upstream}/v1", "fallbacks": ["claude-haiku"], **common},
+        {"name": "claude-haiku", "provider": "anthropic",
+         "litellm_model": "anthropic/claude-haiku-4-5", "api_base": upstream, **common},
+        {"name": "text-embedding-3-small", "provider": "openai",
+         "litellm_model": "openai/text-embedding-3-small", "api_base": f"{upstream}/v1",
+         "capabilities": ["embeddings"], **common},
+    ]  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -31,6 +48,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the credentials as JSON.")
+        parser.add_argument(
+            "--upstream",
+            default="http://127.0.0.1:18080",
+            help="Base URL of the fake LLM upstream the demo deployments point at.",
+        )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
@@ -55,6 +77,7 @@ class Command(BaseCommand):
         for old in ApiKey.objects.filter(tenant=tenant, name=DEMO_KEY_NAME, revoked_at=None):
             api_key_revoke(context=context, api_key=old)
         _, plaintext = api_key_create(context=context, tenant=tenant, name=DEMO_KEY_NAME)
+        self._ensure_deployments(context, options["upstream"].rstrip("/"))
         credentials = {
             "tenant": tenant.slug,
             "username": DEMO_ADMIN,
@@ -66,3 +89,11 @@ class Command(BaseCommand):
         else:
             for name, value in credentials.items():
                 self.stdout.write(f"{name}: {value}")
+
+    def _ensure_deployments(self, context: AuditContext, upstream: str) -> None:
+        for fields in demo_deployments(upstream):
+            existing = ModelDeployment.objects.filter(tenant=None, name=fields["name"]).first()
+            if existing is None:
+                deployment_create(context=context, tenant=None, fields=fields)
+            else:
+                deployment_update(context=context, deployment=existing, fields=fields)
