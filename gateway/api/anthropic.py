@@ -4,13 +4,10 @@ The request is translated to the OpenAI chat format, runs through the same pipel
 `/v1/chat/completions` (routing, retries, fallback, usage), and the answer is translated back.
 """
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import suppress
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway.api.anthropic_format import (
@@ -21,18 +18,23 @@ from gateway.api.anthropic_format import (
     openai_response_to_anthropic,
     sse_encode,
 )
-from gateway.api.common import GatewayError, authenticate, call_headers, json_body, request_id
-from gateway.runtime.executor import ExecutionFailed, OpenStream
+from gateway.api.common import (
+    GatewayError,
+    authenticate,
+    call_headers,
+    json_body,
+    request_id,
+    sse_response,
+)
+from gateway.runtime.executor import ExecutionFailed
 from gateway.runtime.guard import ChatRequest, GuardError, guard_chat_request
 from gateway.runtime.pipeline import (
     CallContext,
-    StreamState,
     chat_call,
     chat_stream_call,
     context_for,
     record_refusal,
-    settle_stream,
-    stream_chunks,
+    settled_stream,
 )
 from gateway.runtime.providers import ProviderError
 from gateway.runtime.routing import RouteError
@@ -93,36 +95,24 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
 
 async def _stream(ctx: CallContext, chat: ChatRequest) -> HttpResponseBase:
     opened = await chat_stream_call(ctx, chat)
-    response = StreamingHttpResponse(
-        _anthropic_events(ctx, chat, opened),
-        content_type="text/event-stream",
-        headers=call_headers(ctx, opened.deployment, cost=None),
-    )
-    response["cache-control"] = "no-cache"
-    return response
-
-
-async def _anthropic_events(
-    ctx: CallContext, chat: ChatRequest, opened: OpenStream
-) -> AsyncIterator[bytes]:
-    state = StreamState(deployment=opened.deployment)
     translator = AnthropicStreamTranslator(
         model=opened.deployment.name, message_id=f"msg_{ctx.request_id}"
     )
-    try:
-        async for chunk in stream_chunks(ctx, opened, state):
-            for event, data in translator.feed(chunk):
-                yield sse_encode(event, data)
-        for event, data in translator.finish():
-            yield sse_encode(event, data)
-    except ProviderError as exc:
-        state.status, state.error_kind, state.http_status = "provider_error", str(exc.kind), 502
-        for event, data in translator.error("api_error", exc.message):
-            yield sse_encode(event, data)
-    except asyncio.CancelledError:
-        state.status, state.http_status = "cancelled", 499
-        raise
-    finally:
-        with suppress(Exception):
-            await opened.rest.aclose()  # type: ignore[attr-defined]
-        settle_stream(ctx, opened, state, chat)
+    body = settled_stream(ctx, chat, opened, AnthropicRenderer(translator))
+    return sse_response(body, call_headers(ctx, opened.deployment, cost=None))
+
+
+class AnthropicRenderer:
+    """Anthropic SSE events, translated from the OpenAI chunks."""
+
+    def __init__(self, translator: AnthropicStreamTranslator) -> None:
+        self.translator = translator
+
+    def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        return [sse_encode(event, data) for event, data in self.translator.feed(chunk)]
+
+    def end(self) -> list[bytes]:
+        return [sse_encode(event, data) for event, data in self.translator.finish()]
+
+    def error(self, exc: ProviderError) -> list[bytes]:
+        return [sse_encode(e, d) for e, d in self.translator.error("api_error", exc.message)]

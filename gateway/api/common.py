@@ -1,12 +1,12 @@
 """Plumbing shared by the gateway's wire formats: authentication, body parsing, headers."""
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from gateway.runtime.auth import Caller, GatewayAuthError, gateway_authenticate
 from gateway.runtime.guard import GuardError, parse_json_body
@@ -87,3 +87,10 @@ def call_headers(
 
 def request_id(request: HttpRequest) -> str:
     return str(getattr(request, "request_id", ""))
+
+
+def sse_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream", headers=headers)
+    response["cache-control"] = "no-cache"
+    response["x-accel-buffering"] = "no"  # proxies must not buffer a stream
+    return response

@@ -1,9 +1,7 @@
 """OpenAI-compatible gateway endpoints: chat completions (plain and SSE), embeddings, models."""
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.http import (
@@ -11,7 +9,6 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.views.decorators.csrf import csrf_exempt
 
@@ -22,8 +19,9 @@ from gateway.api.common import (
     guard_error,
     json_body,
     request_id,
+    sse_response,
 )
-from gateway.runtime.executor import ExecutionFailed, OpenStream
+from gateway.runtime.executor import ExecutionFailed
 from gateway.runtime.guard import (
     ChatRequest,
     GuardError,
@@ -32,14 +30,12 @@ from gateway.runtime.guard import (
 )
 from gateway.runtime.pipeline import (
     CallContext,
-    StreamState,
     chat_call,
     chat_stream_call,
     context_for,
     embeddings_call,
     record_refusal,
-    settle_stream,
-    stream_chunks,
+    settled_stream,
 )
 from gateway.runtime.providers import ProviderError
 from gateway.runtime.routing import RouteError
@@ -116,38 +112,28 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
 
 async def _stream_response(ctx: CallContext, chat: ChatRequest) -> HttpResponseBase:
     opened = await chat_stream_call(ctx, chat)
-    response = StreamingHttpResponse(
-        _openai_events(ctx, chat, opened),
-        content_type="text/event-stream",
-        headers=call_headers(ctx, opened.deployment, cost=None),
-    )
-    response["cache-control"] = "no-cache"
-    response["x-accel-buffering"] = "no"
-    return response
+    body = settled_stream(ctx, chat, opened, OpenAIRenderer(include_usage=chat.include_usage))
+    return sse_response(body, call_headers(ctx, opened.deployment, cost=None))
 
 
-async def _openai_events(
-    ctx: CallContext, chat: ChatRequest, opened: OpenStream
-) -> AsyncIterator[bytes]:
-    state = StreamState(deployment=opened.deployment)
-    try:
-        async for chunk in stream_chunks(ctx, opened, state):
-            if "usage" in chunk and not chat.include_usage:
-                if not chunk.get("choices"):
-                    continue
-                chunk = {key: value for key, value in chunk.items() if key != "usage"}
-            yield b"data: " + _dumps(chunk) + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    except ProviderError as exc:
-        state.status, state.error_kind, state.http_status = "provider_error", str(exc.kind), 502
-        yield b"data: " + _dumps(error_body(502, exc.message, code=str(exc.kind))) + b"\n\n"
-    except asyncio.CancelledError:
-        state.status, state.http_status = "cancelled", 499
-        raise
-    finally:
-        with suppress(Exception):
-            await opened.rest.aclose()  # type: ignore[attr-defined]  # stops the upstream
-        settle_stream(ctx, opened, state, chat)
+class OpenAIRenderer:
+    """OpenAI SSE: `data: {chunk}` lines, `data: [DONE]`, or an error object on failure."""
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        if "usage" in chunk and not self.include_usage:
+            if not chunk.get("choices"):
+                return []
+            chunk = {key: value for key, value in chunk.items() if key != "usage"}
+        return [b"data: " + _dumps(chunk) + b"\n\n"]
+
+    def end(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+    def error(self, exc: ProviderError) -> list[bytes]:
+        return [b"data: " + _dumps(error_body(502, exc.message, code=str(exc.kind))) + b"\n\n"]
 
 
 @csrf_exempt

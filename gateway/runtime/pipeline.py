@@ -9,11 +9,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -278,6 +279,41 @@ async def stream_chunks(
             raise ProviderError(
                 ErrorKind.TIMEOUT, "The upstream stopped sending (idle timeout).", status=504
             ) from None
+
+
+class StreamRenderer(Protocol):
+    """Turns upstream OpenAI chunks into one wire format's bytes."""
+
+    def chunk(self, chunk: dict[str, Any]) -> Iterable[bytes]: ...
+
+    def end(self) -> Iterable[bytes]: ...
+
+    def error(self, exc: ProviderError) -> Iterable[bytes]: ...
+
+
+async def settled_stream(
+    ctx: CallContext, chat: ChatRequest, opened: OpenStream, renderer: StreamRenderer
+) -> AsyncIterator[bytes]:
+    """Render a stream and, however it ends — done, broken upstream, client gone — close the
+    upstream request and bill what was produced."""
+    state = StreamState(deployment=opened.deployment)
+    try:
+        async for chunk in stream_chunks(ctx, opened, state):
+            for part in renderer.chunk(chunk):
+                yield part
+        for part in renderer.end():
+            yield part
+    except ProviderError as exc:
+        state.status, state.error_kind, state.http_status = "provider_error", str(exc.kind), 502
+        for part in renderer.error(exc):
+            yield part
+    except asyncio.CancelledError:
+        state.status, state.http_status = "cancelled", 499
+        raise
+    finally:
+        with suppress(Exception):
+            await opened.rest.aclose()  # type: ignore[attr-defined]  # stops the upstream
+        settle_stream(ctx, opened, state, chat)
 
 
 def settle_stream(

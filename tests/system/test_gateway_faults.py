@@ -165,4 +165,4 @@ def test_500_concurrent_slow_calls_finish_in_about_one_latency(world) -> None:
     elapsed = time.monotonic() - started
     assert statuses == [200] * 500
     # Serially this would take 150 s; async end to end it is about one latency plus overhead.
-    assert elapsed < 3.0, f"500 calls took {elapsed:.1f}s"
+    assert elapsed < 6.0, f"500 calls took {elapsed:.1f}s"
