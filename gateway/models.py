@@ -94,11 +94,19 @@ class ModelDeployment(models.Model):
     )
     api_base = models.URLField(max_length=500, blank=True)
     api_version = models.CharField(max_length=50, blank=True)
+    secret_reference = models.ForeignKey(
+        "keyvault.SecretReference",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deployments",
+        help_text="Where the provider key lives (fetched at call time, never stored here).",
+    )
     api_key_env = models.CharField(
         max_length=128,
         blank=True,
         validators=[ENV_VAR_VALIDATOR],
-        help_text="Environment variable holding the provider key (vault references come later).",
+        help_text="Development only: an environment variable holding the provider key.",
     )
     input_price_per_mtok = price_field()
     output_price_per_mtok = price_field()

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -18,6 +19,7 @@ DEPLOYMENT_FIELDS = [
     "litellm_model",
     "api_base",
     "api_version",
+    "secret_reference",
     "api_key_env",
     "input_price_per_mtok",
     "output_price_per_mtok",
@@ -52,9 +54,22 @@ def _validate(deployment: ModelDeployment) -> None:
         )
     if deployment.provider == Provider.AZURE and not deployment.api_version:
         raise ValidationError({"api_version": "An Azure deployment needs an api_version."})
+    _validate_key_source(deployment)
     if deployment.name in deployment.fallbacks:
         raise ValidationError({"fallbacks": "A model cannot fall back to itself."})
     _ensure_priced(deployment)
+
+
+def _validate_key_source(deployment: ModelDeployment) -> None:
+    reference = deployment.secret_reference
+    if reference is not None and reference.tenant_id not in (None, deployment.tenant_id):
+        raise ValidationError({"secret_reference": "The reference belongs to another tenant."})
+    if reference is not None and deployment.api_key_env:
+        raise ValidationError({"api_key_env": "Use either a secret reference or api_key_env."})
+    if deployment.api_key_env and not settings.KEYVAULT_ALLOW_ENV_BACKEND:
+        raise ValidationError(
+            {"api_key_env": "Keys from the environment are disabled; use a secret reference."}
+        )
 
 
 def _ensure_priced(deployment: ModelDeployment) -> None:

@@ -266,6 +266,10 @@ LOGGING = {
     "loggers": {
         "LiteLLM": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # The Azure SDK logs every request line and header name at INFO.
+        "azure": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "hvac": {"level": "WARNING"},
     },
 }
 
@@ -276,6 +280,14 @@ ALLOWED_UPSTREAM_HOSTS = env.list(
     "ALLOWED_UPSTREAM_HOSTS",
     default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost", "::1"],
 )
+# Provider secrets: cached per process, served stale up to a hard age if the vault is down.
+KEYVAULT_CACHE_TTL_S = env.float("KEYVAULT_CACHE_TTL_S", default=600.0)
+KEYVAULT_MAX_STALE_S = env.float("KEYVAULT_MAX_STALE_S", default=3600.0)
+# While serving a stale value, ask the vault again at most this often.
+KEYVAULT_STALE_RETRY_S = env.float("KEYVAULT_STALE_RETRY_S", default=5.0)
+# The env backend (and api_key_env on deployments) reads the web process's environment:
+# convenient in development, refused in production unless explicitly allowed.
+KEYVAULT_ALLOW_ENV_BACKEND = env.bool("KEYVAULT_ALLOW_ENV_BACKEND", default=not IS_PRODUCTION)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # Overall deadline for one gateway call, across retries and fallbacks.
 GATEWAY_DEADLINE_S = env.float("GATEWAY_DEADLINE_S", default=120.0)

@@ -37,6 +37,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "api_key.manage": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER}),
     "deployment.view": _ALL,
     "deployment.manage": _MANAGERS,
+    "vault.view": _ALL,
+    "vault.manage": _MANAGERS,
     "audit.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
 }

@@ -67,3 +67,15 @@ def fake_llm() -> Iterator[FakeLLM]:
     """The project's fake LLM upstream, a real HTTP server on 127.0.0.1."""
     with FakeLLM() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_test_redis() -> None:
+    """Database ids restart in every test session, so Redis state keyed by them (usage streams,
+    breakers) must too. The test settings give the suite its own Redis database."""
+    from django.conf import settings
+
+    from switchboard.redis_client import redis_sync
+
+    assert settings.SWITCHBOARD_ENV == "test", "refusing to flush a non-test Redis"
+    redis_sync().flushdb()

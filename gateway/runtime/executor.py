@@ -19,6 +19,7 @@ from gateway.runtime.breaker import BreakerConfig, CircuitBreaker
 from gateway.runtime.providers import ProviderError, provider_for
 from gateway.runtime.retry import ErrorKind, RetryPolicy, is_retriable, retry_delay
 from gateway.runtime.snapshot import DeploymentEntry
+from keyvault.resolver import secret_resolver
 
 # The request itself is wrong: another deployment would refuse it too.
 _FATAL_KINDS = frozenset(
@@ -92,11 +93,22 @@ def _failure(last: ProviderError | None, stats: CallStats, model: str) -> Execut
         status = 504
     elif last.kind in _FATAL_KINDS:
         status = last.status or 400
+    elif last.kind is ErrorKind.VAULT:
+        status = 503
     else:
         status = 502
     return ExecutionFailed(
         status, last.message, kind=last.kind, stats=stats, retry_after=last.retry_after
     )
+
+
+def _refresh_key(deployment: DeploymentEntry, error: ProviderError, already: bool) -> bool:
+    if already or deployment.secret_ref is None:
+        return False
+    if error.kind not in (ErrorKind.AUTH, ErrorKind.PERMISSION):
+        return False
+    secret_resolver.invalidate(deployment.secret_ref.id)
+    return True
 
 
 async def _run_on_candidates(
@@ -114,7 +126,9 @@ async def _run_on_candidates(
             stats.skipped_open.append(deployment.id)
             continue
         stats.deployments_tried += 1
-        for number in range(policy.max_attempts_per_deployment):
+        key_refreshed = False
+        number = 0
+        while number < policy.max_attempts_per_deployment:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _failure(
@@ -137,6 +151,11 @@ async def _run_on_candidates(
                 await breaker.record(deployment.id, success=True, probe=admission.probe)
                 return deployment, result
             stats.upstream_s += time.monotonic() - started
+            if _refresh_key(deployment, last, key_refreshed):
+                # The provider refused the key: it may have been rotated in the vault.
+                # Refetch once and retry once, without spending a retry.
+                key_refreshed = True
+                continue
             if last.kind in _HEALTH_KINDS:
                 await breaker.record(deployment.id, success=False, probe=admission.probe)
             if last.kind in _FATAL_KINDS:
@@ -152,6 +171,7 @@ async def _run_on_candidates(
             if delay is None:
                 break
             await asyncio.sleep(delay)
+            number += 1
     raise _failure(last, stats, model)
 
 

@@ -31,8 +31,6 @@ from gateway.runtime.routing import Needs, resolve_candidates
 from gateway.runtime.snapshot import DeploymentEntry, Snapshot
 
 logger = logging.getLogger(__name__)
-# Usage writes that outlive a cancelled request task are kept here until they finish.
-_pending_usage: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -313,16 +311,16 @@ async def settled_stream(
     finally:
         with suppress(Exception):
             await opened.rest.aclose()  # type: ignore[attr-defined]  # stops the upstream
-        settle_stream(ctx, opened, state, chat)
+        await settle_stream(ctx, opened, state, chat)
 
 
-def settle_stream(
+async def settle_stream(
     ctx: CallContext, opened: OpenStream, state: StreamState, request: ChatRequest
 ) -> None:
     """Bill what the stream produced (the provider's usage, else an estimate) and record it.
 
-    Runs from a `finally` that may be unwinding a cancellation, so the write is a task of its
-    own that the cancellation cannot interrupt.
+    Runs from a `finally` that may be unwinding a cancellation (client gone): the write is
+    shielded, so a second cancellation cannot drop it half way.
     """
     usage = state.usage or Usage(
         prompt_tokens=estimate_tokens(request.payload["messages"]),
@@ -330,7 +328,7 @@ def settle_stream(
     )
     deployment = opened.deployment
     cost = deployment.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-    task = asyncio.ensure_future(
+    await asyncio.shield(
         record_usage(
             ctx,
             deployment=deployment,
@@ -343,8 +341,6 @@ def settle_stream(
             ttft_ms=state.first_token_ms,
         )
     )
-    _pending_usage.add(task)
-    task.add_done_callback(_pending_usage.discard)
 
 
 async def record_failure(ctx: CallContext, failure: ExecutionFailed, *, stream: bool) -> None:

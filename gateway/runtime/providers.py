@@ -22,6 +22,7 @@ from yarl import URL
 from gateway.netpolicy import EgressRefused, check_host
 from gateway.runtime.retry import ErrorKind, kind_for_status, parse_retry_after
 from gateway.runtime.snapshot import DeploymentEntry
+from keyvault.resolver import SecretUnavailable, secret_resolver
 from switchboard.logging import redact
 from switchboard.secrets import Secret
 
@@ -56,11 +57,17 @@ def _safe_text(text: str) -> str:
     return redact(text)[:MAX_ERROR_TEXT]
 
 
-def provider_key(deployment: DeploymentEntry) -> Secret:
-    """The provider key from the deployment's environment reference (vaults come later)."""
+async def provider_key(deployment: DeploymentEntry) -> Secret:
+    """The provider key: from the deployment's vault reference (cached), or, in development,
+    from the environment variable it names; none when neither is set."""
+    if deployment.secret_ref is not None:
+        try:
+            return await secret_resolver.get(deployment.secret_ref)
+        except SecretUnavailable as exc:
+            raise ProviderError(ErrorKind.VAULT, str(exc), status=503) from None
     if not deployment.api_key_env:
         return Secret("")
-    value = os.environ.get(deployment.api_key_env)
+    value = os.environ.get(deployment.api_key_env) if settings.KEYVAULT_ALLOW_ENV_BACKEND else None
     if value is None:
         raise ProviderError(
             ErrorKind.AUTH,
@@ -122,8 +129,8 @@ async def _check_egress(host: str) -> None:
     _egress_ok_until[host] = now + EGRESS_CHECK_TTL_S
 
 
-def _endpoint(deployment: DeploymentEntry, operation: str) -> tuple[URL, dict[str, str]]:
-    key = provider_key(deployment).reveal()
+async def _endpoint(deployment: DeploymentEntry, operation: str) -> tuple[URL, dict[str, str]]:
+    key = (await provider_key(deployment)).reveal()
     if deployment.provider == "azure":
         url = URL(
             f"{deployment.api_base}/openai/deployments/{deployment.upstream_model}/{operation}"
@@ -171,7 +178,7 @@ class DirectProvider:
     async def _post(
         self, deployment: DeploymentEntry, operation: str, payload: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
-        url, headers = _endpoint(deployment, operation)
+        url, headers = await _endpoint(deployment, operation)
         await _check_egress(url.host or "")
         limits = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
         try:
@@ -211,7 +218,7 @@ class DirectProvider:
     async def chat_stream(
         self, deployment: DeploymentEntry, payload: dict[str, Any], *, timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
-        url, headers = _endpoint(deployment, "chat/completions")
+        url, headers = await _endpoint(deployment, "chat/completions")
         await _check_egress(url.host or "")
         # No total limit on a stream; the idle time between reads is bounded instead.
         limits = aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout)
@@ -261,7 +268,7 @@ async def _sse_chunks(lines: AsyncIterable[bytes]) -> AsyncIterator[dict[str, An
 # --- litellm ---------------------------------------------------------------------------------
 
 
-def _litellm_kwargs(
+async def _litellm_kwargs(
     deployment: DeploymentEntry, payload: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
     kwargs = {key: value for key, value in payload.items() if key != "model"}
@@ -270,7 +277,7 @@ def _litellm_kwargs(
         kwargs["api_base"] = deployment.api_base
     if deployment.api_version:
         kwargs["api_version"] = deployment.api_version
-    key = provider_key(deployment)
+    key = await provider_key(deployment)
     if key:
         kwargs["api_key"] = key.reveal()
     return kwargs
@@ -322,7 +329,9 @@ class LiteLLMProvider:
         self, deployment: DeploymentEntry, payload: dict[str, Any], *, timeout: float
     ) -> dict[str, Any]:
         try:
-            response = await litellm.acompletion(**_litellm_kwargs(deployment, payload, timeout))
+            response = await litellm.acompletion(
+                **await _litellm_kwargs(deployment, payload, timeout)
+            )
         except Exception as exc:
             raise _litellm_error(exc) from None
         return _as_dict(response)
@@ -331,7 +340,9 @@ class LiteLLMProvider:
         self, deployment: DeploymentEntry, payload: dict[str, Any], *, timeout: float
     ) -> dict[str, Any]:
         try:
-            response = await litellm.aembedding(**_litellm_kwargs(deployment, payload, timeout))
+            response = await litellm.aembedding(
+                **await _litellm_kwargs(deployment, payload, timeout)
+            )
         except Exception as exc:
             raise _litellm_error(exc) from None
         return _as_dict(response)
@@ -339,9 +350,9 @@ class LiteLLMProvider:
     async def chat_stream(
         self, deployment: DeploymentEntry, payload: dict[str, Any], *, timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
-        kwargs = _litellm_kwargs(deployment, payload, timeout)
-        kwargs["stream"] = True
         try:
+            kwargs = await _litellm_kwargs(deployment, payload, timeout)
+            kwargs["stream"] = True
             stream = await litellm.acompletion(**kwargs)
             async for chunk in stream:
                 yield _as_dict(chunk)

@@ -36,6 +36,7 @@ class ErrorKind(StrEnum):
     CONTENT_POLICY = "content_policy"
     CONTEXT_LENGTH = "context_length"
     CANCELLED = "cancelled"
+    VAULT = "vault"  # the provider key could not be read from its vault
     UNKNOWN = "unknown"
 
 

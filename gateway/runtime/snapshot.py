@@ -22,6 +22,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gateway.models import ModelDeployment
+from keyvault.resolver import SecretRef
+from keyvault.services import secret_ref_for
 from switchboard.config_version import CONFIG_VERSION_KEY
 from switchboard.redis_client import redis_async
 from tenants.models import USER_TIER_RANK, ApiKey, Tenant, TenantStatus
@@ -82,6 +84,7 @@ class DeploymentEntry:
     weight: int
     timeout_s: float
     fallbacks: tuple[str, ...]
+    secret_ref: SecretRef | None = None
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
         uncached = max(prompt_tokens - cached_tokens, 0)
@@ -158,6 +161,7 @@ def _deployment_entry(row: ModelDeployment) -> DeploymentEntry:
         weight=row.weight,
         timeout_s=row.timeout_s,
         fallbacks=tuple(row.fallbacks),
+        secret_ref=secret_ref_for(row.secret_reference) if row.secret_reference else None,
     )
 
 
@@ -195,7 +199,11 @@ def snapshot_build(version: str) -> Snapshot:
         )
         for tenant in Tenant.objects.all()
     }
-    rows = ModelDeployment.objects.filter(enabled=True).order_by("priority", "id")
+    rows = (
+        ModelDeployment.objects.filter(enabled=True)
+        .select_related("secret_reference__connection")
+        .order_by("priority", "id")
+    )
     deployments = {row.pk: _deployment_entry(row) for row in rows}
     by_name: dict[tuple[int | None, str], list[DeploymentEntry]] = {}
     for entry in deployments.values():

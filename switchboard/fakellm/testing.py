@@ -81,6 +81,10 @@ class FakeLLM:
         """Same as ``POST /__fake__/reset``: zero the counters and fail_first bookkeeping."""
         self._call(self._reset())
 
+    def require(self, key: str | None) -> None:
+        """Change the key every request must carry (None: any), e.g. to simulate rotation."""
+        self._call(self._require(key))
+
     def __enter__(self) -> FakeLLM:
         return self.start()
 
@@ -109,6 +113,10 @@ class FakeLLM:
 
     async def _reset(self) -> None:
         self._running().state.reset()
+
+    async def _require(self, key: str | None) -> None:
+        self.require_key = key
+        self._running().state.require_key = key
 
     def _run(self) -> None:
         asyncio.run(self._main())

@@ -223,6 +223,7 @@ def test_error_kind_values_are_the_wire_names() -> None:
         "content_policy",
         "context_length",
         "cancelled",
+        "vault",
         "unknown",
     ]
 

@@ -1,0 +1,74 @@
+"""Management API shapes for vault connections and secret references (never a value)."""
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from keyvault.models import SecretReference, VaultConnection
+
+
+class VaultConnectionSerializer(serializers.ModelSerializer[VaultConnection]):
+    scope = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VaultConnection
+        fields = [
+            "id",
+            "scope",
+            "name",
+            "backend",
+            "settings",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "scope", "created_at", "updated_at"]
+
+    def get_scope(self, obj: VaultConnection) -> str:
+        return "global" if obj.tenant_id is None else "tenant"
+
+    def run_validators(self, value: Any) -> None:
+        return None  # uniqueness and backend settings are checked by the service
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleConnectionField(serializers.PrimaryKeyRelatedField):
+    """A connection of the URL's tenant, or a global one (platform staff manage those)."""
+
+    def get_queryset(self) -> Any:
+        from django.db.models import Q
+
+        tenant = self.context.get("tenant")
+        if self.context.get("global_scope"):
+            return VaultConnection.objects.filter(tenant__isnull=True)
+        if tenant is None:
+            return VaultConnection.objects.none()
+        return VaultConnection.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True))
+
+
+class SecretReferenceSerializer(serializers.ModelSerializer[SecretReference]):
+    scope = serializers.SerializerMethodField()
+    connection = VisibleConnectionField()
+
+    class Meta:
+        model = SecretReference
+        fields = [
+            "id", "scope", "name", "connection", "secret_name", "version", "field",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "scope", "created_at", "updated_at"]
+
+    def get_scope(self, obj: SecretReference) -> str:
+        return "global" if obj.tenant_id is None else "tenant"
+
+    def run_validators(self, value: Any) -> None:
+        return None
+
+
+class SecretTestSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField()
+    error = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_null=True)

@@ -1,0 +1,1 @@
+"""One module per vault behind the small interface in `base.py`."""
