@@ -169,5 +169,17 @@ def secret_reference_test(*, reference: SecretReference, accessor: str) -> TestO
     return TestOutcome(True, _ms(started))
 
 
+def vault_connection_test(*, connection: VaultConnection) -> TestOutcome:
+    """Prove the vault is reachable and our credentials work (reads no secret)."""
+    started = time.perf_counter()
+    try:
+        build_backend(connection.backend, dict(connection.settings)).check()
+    except SecretFetchError as exc:
+        return TestOutcome(False, _ms(started), error=str(exc.kind), message=exc.message)
+    except Exception as exc:
+        return TestOutcome(False, _ms(started), error="unavailable", message=type(exc).__name__)
+    return TestOutcome(True, _ms(started))
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)

@@ -83,14 +83,21 @@ class VaultConnectionViewSet(_VaultCrud, TenantScopedViewSet[VaultConnection]):
     scoped_queryset = VaultConnection.objects.order_by("name", "id")
     serializer_class = VaultConnectionSerializer
     include_shared_on_read = True
-    action_permissions = {**READ, **WRITE}
     create_service = services.vault_connection_create
     update_service = services.vault_connection_update
     delete_service = services.vault_connection_delete
     object_kwarg = "connection"
+    read_actions = frozenset({"list", "retrieve", "metadata", "test"})
+    action_permissions = {**READ, **WRITE, "test": "vault.manage"}
 
     def _tenant(self) -> Any:
         return self.access.tenant
+
+    @extend_schema(request=None, responses=SecretTestSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, **kwargs: Any) -> Response:
+        """Check reachability and credentials: ok or the error class, and the latency."""
+        return Response(asdict(services.vault_connection_test(connection=self.get_object())))
 
 
 @extend_schema(parameters=[TENANT_PARAMETER, ID_PARAMETER])

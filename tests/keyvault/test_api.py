@@ -105,3 +105,25 @@ def test_global_references_are_staff_only(cast) -> None:
     )
     listed = cast.client(cast.alice).get(f"{BASE}/vault-connections/").json()
     assert [c["scope"] for c in listed["results"]] == ["global"]
+
+
+def test_connection_test_action(cast, env_reference) -> None:
+    alice = cast.client(cast.alice)
+    body = alice.post(f"{BASE}/vault-connections/{env_reference['connection']}/test/").json()
+    assert body["ok"] is True
+    assert body["error"] is None
+
+
+def test_connection_test_reports_an_unreachable_vault(cast) -> None:
+    alice = cast.client(cast.alice)
+    created = alice.post(
+        f"{BASE}/vault-connections/",
+        {"name": "bao", "backend": "hashicorp_vault",
+         "settings": {"address": "http://127.0.0.1:9", "token_env": "NO_SUCH_TOKEN",
+                      "timeout_s": 0.5}},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    body = alice.post(f"{BASE}/vault-connections/{created.json()['id']}/test/").json()
+    assert body["ok"] is False
+    assert body["error"] in ("unavailable", "auth")
