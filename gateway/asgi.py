@@ -21,7 +21,7 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 
 from gateway.api import anthropic, native, openai
 from switchboard.api.errors import error_body
-from switchboard.middleware import request_id_for
+from switchboard.middleware import assign_request_ids, tag_response
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +58,14 @@ class GatewayFastPath:
             await _send_json(send, 413, "The request body is too large.")
             return
         request = ASGIRequest(scope, io.BytesIO(body))
-        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
+        assign_request_ids(request)
         try:
             response = await view(request)
         except Exception:
             logger.exception("unhandled gateway error")
             await _send_json(send, 500, "Internal server error.", request.request_id)  # type: ignore[attr-defined]
             return
-        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        tag_response(request, response)
         await _send_response(response, receive, send)
 
 
@@ -86,7 +86,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode(), value.encode()) for name, value in response.items()]
+    headers = [(name.lower().encode(), value.encode()) for name, value in response.items()]
+    # What SecurityMiddleware would add on Django's path.
+    headers.append((b"x-content-type-options", b"nosniff"))
+    return headers
 
 
 async def _send_json(send: Send, status: int, message: str, request_id: str = "") -> None:
@@ -112,7 +115,8 @@ async def _send_response(response: HttpResponseBase, receive: Receive, send: Sen
     if not isinstance(response, StreamingHttpResponse):
         await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
         return
-    streaming = asyncio.ensure_future(_stream_body(response, send))
+    body: Any = aiter(response)
+    streaming = asyncio.ensure_future(_stream_body(body, send))
     disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
     done, _ = await asyncio.wait({streaming, disconnect}, return_when=asyncio.FIRST_COMPLETED)
     if streaming in done:
@@ -126,10 +130,14 @@ async def _send_response(response: HttpResponseBase, receive: Receive, send: Sen
     streaming.cancel()
     with contextlib.suppress(asyncio.CancelledError, OSError):
         await streaming
+    # If the task was blocked in send(), the view's generator never saw the cancellation:
+    # close it now so its cleanup (close upstream, bill) runs at once, not at GC.
+    with contextlib.suppress(Exception):
+        await body.aclose()
 
 
-async def _stream_body(response: StreamingHttpResponse, send: Send) -> None:
-    async for chunk in response:
+async def _stream_body(body: Any, send: Send) -> None:
+    async for chunk in body:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -62,8 +62,13 @@ def _validate(deployment: ModelDeployment) -> None:
 
 def _validate_key_source(deployment: ModelDeployment) -> None:
     reference = deployment.secret_reference
-    if reference is not None and reference.tenant_id not in (None, deployment.tenant_id):
-        raise ValidationError({"secret_reference": "The reference belongs to another tenant."})
+    # Same owner only: a tenant pointing a platform secret at its own api_base would receive
+    # the platform's key.
+    if reference is not None and reference.tenant_id != deployment.tenant_id:
+        raise ValidationError(
+            {"secret_reference": "Use a secret reference owned by the same tenant (or, for a "
+             "global deployment, a global one)."}
+        )  # fmt: skip
     if reference is not None and deployment.api_key_env:
         raise ValidationError({"api_key_env": "Use either a secret reference or api_key_env."})
     if deployment.api_key_env and not settings.KEYVAULT_ALLOW_ENV_BACKEND:

@@ -85,11 +85,13 @@ def build_backend(backend: str, settings_dict: dict[str, Any]) -> SecretBackend:
 
 class SecretResolver:
     def __init__(self) -> None:
-        self._cache: dict[int, _Entry] = {}
+        # Keyed by the whole reference: when its target changes (name, version, connection
+        # settings) every process's new snapshot misses the old value at once.
+        self._cache: dict[SecretRef, _Entry] = {}
         self._backends: dict[tuple[str, str], SecretBackend] = {}
         self._backends_lock = threading.Lock()
         self._inflight: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[int, asyncio.Future[Secret]]
+            asyncio.AbstractEventLoop, dict[SecretRef, asyncio.Task[Secret]]
         ] = weakref.WeakKeyDictionary()
         self.fetches = 0
         self.hits = 0
@@ -97,28 +99,20 @@ class SecretResolver:
         self.stale_served = 0
 
     async def get(self, ref: SecretRef, *, accessor: str = "gateway") -> Secret:
-        entry = self._cache.get(ref.id)
+        entry = self._cache.get(ref)
         now = time.monotonic()
         if entry is not None and now < entry.fresh_until:
             self.hits += 1
             return entry.value
         inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
-        pending = inflight.get(ref.id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Secret] = asyncio.get_running_loop().create_future()
-        inflight[ref.id] = future
-        try:
-            value = await self._refresh(ref, entry, accessor)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers may not exist
-            raise
-        else:
-            future.set_result(value)
-            return value
-        finally:
-            inflight.pop(ref.id, None)
+        task = inflight.get(ref)
+        if task is None:
+            # The fetch is a task of its own: a caller that times out or is cancelled must not
+            # cancel it for the others waiting on it.
+            task = asyncio.ensure_future(self._refresh(ref, entry, accessor))
+            inflight[ref] = task
+            task.add_done_callback(lambda _: inflight.pop(ref, None))
+        return await asyncio.shield(task)
 
     async def _refresh(self, ref: SecretRef, entry: _Entry | None, accessor: str) -> Secret:
         started = time.monotonic()
@@ -146,7 +140,7 @@ class SecretResolver:
         self.fetches += 1
         ttl = settings.KEYVAULT_CACHE_TTL_S * random.uniform(0.9, 1.1)  # noqa: S311 (jitter)
         fetched_at = time.monotonic()
-        self._cache[ref.id] = _Entry(
+        self._cache[ref] = _Entry(
             value=value, fetched_at=fetched_at, fresh_until=fetched_at + ttl
         )
         return value
@@ -184,8 +178,8 @@ class SecretResolver:
                 self._backends[key] = backend
             return backend
 
-    def invalidate(self, ref_id: int) -> None:
-        self._cache.pop(ref_id, None)
+    def invalidate(self, ref: SecretRef) -> None:
+        self._cache.pop(ref, None)
 
     def clear(self) -> None:
         self._cache.clear()

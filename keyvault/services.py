@@ -36,9 +36,10 @@ def _validate_connection(connection: VaultConnection) -> None:
 
 def _validate_reference(reference: SecretReference) -> None:
     reference.full_clean()
-    owner = reference.connection.tenant_id
-    if owner is not None and owner != reference.tenant_id:
-        raise ValidationError({"connection": "The connection belongs to another tenant."})
+    # Same owner only: a tenant reference on a platform connection could read any secret
+    # the platform's vault credentials can reach.
+    if reference.connection.tenant_id != reference.tenant_id:
+        raise ValidationError({"connection": "Use a connection owned by the same tenant."})
     if reference.connection.backend == Backend.ENV and not settings.KEYVAULT_ALLOW_ENV_BACKEND:
         raise ValidationError({"connection": "The env backend is disabled on this platform."})
 

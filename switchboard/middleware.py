@@ -13,12 +13,21 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 Handler = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
 
-def request_id_for(request: HttpRequest) -> str:
-    """Keep a well-formed client request id (for tracing across systems), else mint one."""
+def assign_request_ids(request: HttpRequest) -> None:
+    """Mint the request id on the server, always: it is the idempotency key of the call's
+    usage record, so a client-chosen one could merge or suppress billing rows. A well-formed
+    client `X-Request-Id` is kept beside it (`request.client_request_id`) for correlation."""
+    request.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
     supplied = request.headers.get("x-request-id", "")
-    if _CLIENT_REQUEST_ID.match(supplied):
-        return supplied
-    return uuid.uuid4().hex
+    request.client_request_id = (  # type: ignore[attr-defined]
+        supplied if _CLIENT_REQUEST_ID.match(supplied) else ""
+    )
+
+
+def tag_response(request: HttpRequest, response: HttpResponseBase) -> None:
+    response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+    if request.client_request_id:  # type: ignore[attr-defined]
+        response["x-client-request-id"] = request.client_request_id  # type: ignore[attr-defined]
 
 
 class RequestIdMiddleware:
@@ -36,16 +45,16 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
+        assign_request_ids(request)
         response = self.get_response(request)
         assert isinstance(response, HttpResponseBase)
-        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        tag_response(request, response)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
+        assign_request_ids(request)
         response = await self.get_response(request)  # type: ignore[misc]
-        response["x-request-id"] = request.request_id  # type: ignore[attr-defined]
+        tag_response(request, response)
         return response
 
 

@@ -23,7 +23,6 @@ from gateway.api.common import (
     authenticate,
     call_headers,
     json_body,
-    request_id,
     sse_response,
 )
 from gateway.runtime.executor import ExecutionFailed
@@ -68,7 +67,7 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
         caller, snapshot = await authenticate(request)
         chat = _chat_request(json_body(request))
         ctx = context_for(
-            request_id=request_id(request), caller=caller, snapshot=snapshot, model=chat.model,
+            http=request, caller=caller, snapshot=snapshot, model=chat.model,
             metadata=chat.metadata, user=chat.user,
         )  # fmt: skip
         try:

@@ -89,6 +89,10 @@ def request_id(request: HttpRequest) -> str:
     return str(getattr(request, "request_id", ""))
 
 
+def client_request_id(request: HttpRequest) -> str:
+    return str(getattr(request, "client_request_id", ""))
+
+
 def sse_response(body: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream", headers=headers)
     response["cache-control"] = "no-cache"

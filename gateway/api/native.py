@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway.api.common import GatewayError, authenticate, call_headers, json_body, request_id
+from gateway.api.common import GatewayError, authenticate, call_headers, json_body
 from gateway.api.openai import _guarded
 from gateway.runtime.guard import GuardError, guard_chat_request
 from gateway.runtime.pipeline import chat_call, context_for, record_refusal
@@ -67,7 +67,7 @@ async def gateway_requests(request: HttpRequest) -> HttpResponseBase:
         except GuardError as exc:
             raise GatewayError(exc.status, str(exc), code=exc.code, param=exc.param) from None
         ctx = context_for(
-            request_id=request_id(request), caller=caller, snapshot=snapshot, model=chat.model,
+            http=request, caller=caller, snapshot=snapshot, model=chat.model,
             metadata=chat.metadata, user=chat.user,
         )  # fmt: skip
         try:

@@ -18,7 +18,6 @@ from gateway.api.common import (
     call_headers,
     guard_error,
     json_body,
-    request_id,
     sse_response,
 )
 from gateway.runtime.executor import ExecutionFailed
@@ -95,7 +94,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         except GuardError as exc:
             raise guard_error(exc) from None
         ctx = context_for(
-            request_id=request_id(request), caller=caller, snapshot=snapshot, model=chat.model,
+            http=request, caller=caller, snapshot=snapshot, model=chat.model,
             metadata=chat.metadata, user=chat.user,
         )  # fmt: skip
         try:
@@ -145,7 +144,7 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
         except GuardError as exc:
             raise guard_error(exc) from None
         ctx = context_for(
-            request_id=request_id(request), caller=caller, snapshot=snapshot, model=embed.model,
+            http=request, caller=caller, snapshot=snapshot, model=embed.model,
             metadata={}, user=embed.user,
         )  # fmt: skip
         try:

@@ -77,7 +77,12 @@ class ExecutionFailed(Exception):
         self.deployment = deployment
 
 
-def _failure(last: ProviderError | None, stats: CallStats, model: str) -> ExecutionFailed:
+def _failure(
+    last: ProviderError | None,
+    stats: CallStats,
+    model: str,
+    deployment: DeploymentEntry | None = None,
+) -> ExecutionFailed:
     if last is None:
         return ExecutionFailed(
             503,
@@ -98,7 +103,12 @@ def _failure(last: ProviderError | None, stats: CallStats, model: str) -> Execut
     else:
         status = 502
     return ExecutionFailed(
-        status, last.message, kind=last.kind, stats=stats, retry_after=last.retry_after
+        status,
+        last.message,
+        kind=last.kind,
+        stats=stats,
+        retry_after=last.retry_after,
+        deployment=deployment,
     )
 
 
@@ -107,7 +117,7 @@ def _refresh_key(deployment: DeploymentEntry, error: ProviderError, already: boo
         return False
     if error.kind not in (ErrorKind.AUTH, ErrorKind.PERMISSION):
         return False
-    secret_resolver.invalidate(deployment.secret_ref.id)
+    secret_resolver.invalidate(deployment.secret_ref)
     return True
 
 
@@ -120,12 +130,14 @@ async def _run_on_candidates(
     stats: CallStats,
 ) -> tuple[DeploymentEntry, Any]:
     last: ProviderError | None = None
+    tried: DeploymentEntry | None = None
     for deployment in candidates:
         admission = await breaker.admit(deployment.id)
         if not admission.allowed:
             stats.skipped_open.append(deployment.id)
             continue
         stats.deployments_tried += 1
+        tried = deployment
         key_refreshed = False
         number = 0
         while number < policy.max_attempts_per_deployment:
@@ -135,6 +147,7 @@ async def _run_on_candidates(
                     last or ProviderError(ErrorKind.TIMEOUT, "The call's deadline passed."),
                     stats,
                     model,
+                    tried,
                 )
             stats.attempts += 1
             started = time.monotonic()
@@ -159,7 +172,7 @@ async def _run_on_candidates(
             if last.kind in _HEALTH_KINDS:
                 await breaker.record(deployment.id, success=False, probe=admission.probe)
             if last.kind in _FATAL_KINDS:
-                raise _failure(last, stats, model)
+                raise _failure(last, stats, model, tried)
             if not is_retriable(last.kind) or number + 1 >= policy.max_attempts_per_deployment:
                 break
             delay = retry_delay(
@@ -172,7 +185,7 @@ async def _run_on_candidates(
                 break
             await asyncio.sleep(delay)
             number += 1
-    raise _failure(last, stats, model)
+    raise _failure(last, stats, model, tried)
 
 
 async def execute(

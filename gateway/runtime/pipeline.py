@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils import timezone
 
 from analytics.usage import UsageEvent, usage_event_append
@@ -47,6 +48,7 @@ class CallContext:
     started: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=timezone.now)
     stats: CallStats = field(default_factory=CallStats)
+    client_request_id: str = ""
 
     @property
     def deadline(self) -> float:
@@ -87,11 +89,12 @@ class ChatResult:
 
 
 def context_for(
-    *, request_id: str, caller: Caller, snapshot: Snapshot, model: str, metadata: dict[str, Any],
-    user: str | None,
+    *, http: HttpRequest, caller: Caller, snapshot: Snapshot, model: str,
+    metadata: dict[str, Any], user: str | None,
 ) -> CallContext:  # fmt: skip
     return CallContext(
-        request_id=request_id,
+        request_id=str(getattr(http, "request_id", "")),
+        client_request_id=str(getattr(http, "client_request_id", "")),
         caller=caller,
         snapshot=snapshot,
         model=model,
@@ -305,7 +308,9 @@ async def settled_stream(
         state.status, state.error_kind, state.http_status = "provider_error", str(exc.kind), 502
         for part in renderer.error(exc):
             yield part
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # Cancelled (client gone while we awaited the upstream) or closed (client gone while
+        # its socket was blocking a send): either way the caller left before the end.
         state.status, state.http_status = "cancelled", 499
         raise
     finally:
@@ -395,7 +400,7 @@ async def record_usage(
             fallback_count=ctx.stats.fallbacks,
             cached=False,
             stream=stream,
-            metadata={},
+            metadata={"client_request_id": ctx.client_request_id} if ctx.client_request_id else {},
         )
         await usage_event_append(event)
     except Exception:

@@ -28,6 +28,7 @@ from switchboard.secrets import Secret
 
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 EGRESS_CHECK_TTL_S = 30.0
+NO_KEY_PLACEHOLDER = "switchboard-no-key-configured"
 MAX_ERROR_TEXT = 300
 
 litellm.suppress_debug_info = True
@@ -274,12 +275,16 @@ async def _litellm_kwargs(
     kwargs = {key: value for key, value in payload.items() if key != "model"}
     kwargs.update(model=deployment.litellm_model, timeout=timeout, num_retries=0, max_retries=0)
     if deployment.api_base:
+        # Re-check egress at call time here too (DNS may have changed since the deployment
+        # was saved); litellm does its own connecting.
+        await _check_egress(URL(deployment.api_base).host or "")
         kwargs["api_base"] = deployment.api_base
     if deployment.api_version:
         kwargs["api_version"] = deployment.api_version
     key = await provider_key(deployment)
-    if key:
-        kwargs["api_key"] = key.reveal()
+    # Without a configured key litellm would fall back to the platform's own environment
+    # variables (OPENAI_API_KEY, ANTHROPIC_API_KEY, …): send a placeholder instead.
+    kwargs["api_key"] = key.reveal() if key else NO_KEY_PLACEHOLDER
     return kwargs
 
 

@@ -30,13 +30,14 @@ class Needs:
 
 
 def caller_tier_rank(caller: Caller, requested: str | None) -> int:
-    """The request's tier, never above the key's maximum; the key's or tenant's tier if absent."""
-    key_max = caller.key.max_user_tier
-    tier = requested or key_max or caller.tenant.tier
-    rank = USER_TIER_RANK.get(tier, 0)
-    if key_max:
-        rank = min(rank, USER_TIER_RANK.get(key_max, 0))
-    return rank
+    """The end user's tier as the app asserts it, never above the key's maximum nor the
+    tenant's own tier (which only platform staff set); the lower of those if absent."""
+    ceiling = USER_TIER_RANK.get(caller.tenant.tier, 0)
+    if caller.key.max_user_tier:
+        ceiling = min(ceiling, USER_TIER_RANK.get(caller.key.max_user_tier, 0))
+    if not requested:
+        return ceiling
+    return min(USER_TIER_RANK.get(requested, 0), ceiling)
 
 
 def _model_allowed(caller: Caller, name: str) -> bool:

@@ -35,17 +35,15 @@ class VaultConnectionSerializer(serializers.ModelSerializer[VaultConnection]):
 
 @extend_schema_field(OpenApiTypes.INT)
 class VisibleConnectionField(serializers.PrimaryKeyRelatedField):
-    """A connection of the URL's tenant, or a global one (platform staff manage those)."""
+    """A connection of the URL's tenant (global ones only on the platform staff endpoints)."""
 
     def get_queryset(self) -> Any:
-        from django.db.models import Q
-
         tenant = self.context.get("tenant")
         if self.context.get("global_scope"):
             return VaultConnection.objects.filter(tenant__isnull=True)
         if tenant is None:
             return VaultConnection.objects.none()
-        return VaultConnection.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True))
+        return VaultConnection.objects.filter(tenant=tenant)
 
 
 class SecretReferenceSerializer(serializers.ModelSerializer[SecretReference]):

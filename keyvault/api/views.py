@@ -82,7 +82,6 @@ class _VaultCrud:
 class VaultConnectionViewSet(_VaultCrud, TenantScopedViewSet[VaultConnection]):
     scoped_queryset = VaultConnection.objects.order_by("name", "id")
     serializer_class = VaultConnectionSerializer
-    include_shared_on_read = True
     create_service = services.vault_connection_create
     update_service = services.vault_connection_update
     delete_service = services.vault_connection_delete
@@ -104,7 +103,6 @@ class VaultConnectionViewSet(_VaultCrud, TenantScopedViewSet[VaultConnection]):
 class SecretReferenceViewSet(_VaultCrud, TenantScopedViewSet[SecretReference]):
     scoped_queryset = SecretReference.objects.select_related("connection").order_by("name", "id")
     serializer_class = SecretReferenceSerializer
-    include_shared_on_read = True
     read_actions = frozenset({"list", "retrieve", "metadata", "test"})
     action_permissions = {**READ, **WRITE, "test": "vault.manage"}
     create_service = services.secret_reference_create

@@ -103,8 +103,36 @@ def test_global_references_are_staff_only(cast) -> None:
         .status_code
         == 403
     )
-    listed = cast.client(cast.alice).get(f"{BASE}/vault-connections/").json()
-    assert [c["scope"] for c in listed["results"]] == ["global"]
+    # Tenants neither see nor use platform connections and references.
+    assert cast.client(cast.alice).get(f"{BASE}/vault-connections/").json()["count"] == 0
+    borrowed = cast.client(cast.alice).post(
+        f"{BASE}/secret-references/",
+        {"name": "borrow", "connection": connection.json()["id"], "secret_name": "ANY_SECRET"},
+        format="json",
+    )
+    assert borrowed.status_code == 400
+    assert borrowed.json()["error"]["param"] == "connection"
+
+
+def test_tenant_deployment_cannot_use_a_platform_reference(cast) -> None:
+    """Else a tenant could send the platform's provider key to an api_base it controls."""
+    staff = cast.client(UserFactory(username="platform", is_staff=True))
+    connection = staff.post("/api/v1/vault-connections/", {"name": "shared", "backend": "env"},
+                            format="json").json()  # fmt: skip
+    reference = staff.post(
+        "/api/v1/secret-references/",
+        {"name": "platform-openai", "connection": connection["id"], "secret_name": "OPENAI_KEY"},
+        format="json",
+    )
+    assert reference.status_code == 201, reference.content
+    response = cast.client(cast.charlie).post(
+        "/api/v1/tenants/globex/deployments/",
+        {"name": "gpt-4o-mini", "provider": "openai", "litellm_model": "openai/gpt-4o-mini",
+         "api_base": "https://8.8.8.8/v1", "secret_reference": reference.json()["id"]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "secret_reference"
 
 
 def test_connection_test_action(cast, env_reference) -> None:
