@@ -1,0 +1,1 @@
+"""A/B experiments: sticky variant assignment and the statistics that judge variants."""

@@ -1,0 +1,1 @@
+"""Routing rules: the declarative condition language and, later, rule evaluation."""
