@@ -140,9 +140,7 @@ class SecretResolver:
         self.fetches += 1
         ttl = settings.KEYVAULT_CACHE_TTL_S * random.uniform(0.9, 1.1)  # noqa: S311 (jitter)
         fetched_at = time.monotonic()
-        self._cache[ref] = _Entry(
-            value=value, fetched_at=fetched_at, fresh_until=fetched_at + ttl
-        )
+        self._cache[ref] = _Entry(value=value, fetched_at=fetched_at, fresh_until=fetched_at + ttl)
         return value
 
     def _fetch_with_retries(self, ref: SecretRef, accessor: str) -> Secret:

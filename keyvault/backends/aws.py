@@ -35,7 +35,13 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from keyvault.backends.base import FetchErrorKind, SecretFetchError, pick_field
+from keyvault.backends.base import (
+    FetchErrorKind,
+    SecretFetchError,
+    describe_kind,
+    kind_for_status,
+    pick_field,
+)
 from switchboard.secrets import Secret
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -288,7 +294,9 @@ class AwsSecretsBackend:
                     FetchErrorKind.AUTH if kind is FetchErrorKind.INVALID else kind,
                     f"{self._where}: assuming role {self._settings['role_arn']} failed ({code}).",
                 )
-            return SecretFetchError(kind, f"{where} in {self._where}: {_describe(kind)} ({code}).")
+            return SecretFetchError(
+                kind, f"{where} in {self._where}: {describe_kind(kind)} ({code})."
+            )
         name = type(exc).__name__
         if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
             return SecretFetchError(
@@ -334,23 +342,4 @@ def _kind_of_code(code: str, response: Mapping[str, Any]) -> FetchErrorKind:
     ):
         if code in codes:
             return kind
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    if status == 429:
-        return FetchErrorKind.THROTTLED
-    if status in (401, 403):
-        return FetchErrorKind.AUTH
-    if status == 404:
-        return FetchErrorKind.NOT_FOUND
-    if status >= 500 or status == 0:
-        return FetchErrorKind.UNAVAILABLE
-    return FetchErrorKind.INVALID
-
-
-def _describe(kind: FetchErrorKind) -> str:
-    return {
-        FetchErrorKind.NOT_FOUND: "not found",
-        FetchErrorKind.AUTH: "access refused",
-        FetchErrorKind.THROTTLED: "rate limited",
-        FetchErrorKind.UNAVAILABLE: "unavailable",
-        FetchErrorKind.INVALID: "invalid request",
-    }[kind]
+    return kind_for_status(int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0))

@@ -28,7 +28,13 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
-from keyvault.backends.base import FetchErrorKind, SecretFetchError, pick_field
+from keyvault.backends.base import (
+    FetchErrorKind,
+    SecretFetchError,
+    describe_kind,
+    kind_for_status,
+    pick_field,
+)
 from switchboard.secrets import Secret
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -175,9 +181,9 @@ class AzureKeyVaultBackend:
         name = type(exc).__name__
         if isinstance(exc, HttpResponseError) and exc.status_code:
             status = exc.status_code
-            kind = _kind_of_status(status)
+            kind = kind_for_status(status)
             return SecretFetchError(
-                kind, f"{where} in {self._where}: {_describe(kind)} ({status})."
+                kind, f"{where} in {self._where}: {describe_kind(kind)} ({status})."
             )
         if isinstance(exc, ClientAuthenticationError):
             # Raised by the credential chain: no identity on this host could get a token.
@@ -196,25 +202,3 @@ class AzureKeyVaultBackend:
         return SecretFetchError(
             FetchErrorKind.UNAVAILABLE, f"{where} in {self._where}: unexpected error ({name})."
         )
-
-
-def _kind_of_status(status: int) -> FetchErrorKind:
-    if status in (401, 403):
-        return FetchErrorKind.AUTH
-    if status == 404:
-        return FetchErrorKind.NOT_FOUND
-    if status == 429:
-        return FetchErrorKind.THROTTLED
-    if status >= 500 or status == 408:
-        return FetchErrorKind.UNAVAILABLE
-    return FetchErrorKind.INVALID
-
-
-def _describe(kind: FetchErrorKind) -> str:
-    return {
-        FetchErrorKind.NOT_FOUND: "not found",
-        FetchErrorKind.AUTH: "access refused",
-        FetchErrorKind.THROTTLED: "rate limited",
-        FetchErrorKind.UNAVAILABLE: "unavailable",
-        FetchErrorKind.INVALID: "invalid request",
-    }[kind]

@@ -22,6 +22,33 @@ class FetchErrorKind(StrEnum):
     INVALID = "invalid"  # misconfiguration, a value that is not a string, a missing field
 
 
+_DESCRIPTIONS = {
+    FetchErrorKind.NOT_FOUND: "not found",
+    FetchErrorKind.AUTH: "access refused",
+    FetchErrorKind.THROTTLED: "rate limited",
+    FetchErrorKind.UNAVAILABLE: "unavailable",
+    FetchErrorKind.INVALID: "invalid request",
+}
+
+
+def describe_kind(kind: FetchErrorKind) -> str:
+    """Words for an error kind in messages ("access refused"), never the vault's own text."""
+    return _DESCRIPTIONS[kind]
+
+
+def kind_for_status(status: int) -> FetchErrorKind:
+    """The error kind an HTTP status from a vault means (0: no response at all)."""
+    if status in (401, 403):
+        return FetchErrorKind.AUTH
+    if status == 404:
+        return FetchErrorKind.NOT_FOUND
+    if status == 429:
+        return FetchErrorKind.THROTTLED
+    if status >= 500 or status in (0, 408):
+        return FetchErrorKind.UNAVAILABLE
+    return FetchErrorKind.INVALID
+
+
 class SecretFetchError(Exception):
     """A failed fetch; `str()` is safe for logs and API responses (never the value)."""
 
