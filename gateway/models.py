@@ -151,3 +151,120 @@ class ModelDeployment(models.Model):
         if self.execution_path == ExecutionPath.DIRECT:
             return True
         return self.execution_path == ExecutionPath.AUTO and self.provider in OPENAI_WIRE_PROVIDERS
+
+
+STRATEGY_CHOICES = [
+    ("priority", "Priority"),
+    ("weighted", "Weighted random"),
+    ("round_robin", "Round robin"),
+    ("least_latency", "Least latency"),
+    ("lowest_cost", "Lowest cost"),
+    ("least_busy", "Least busy"),
+]
+TASK_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_.-]{0,99}$",
+    "Use lowercase letters, digits and _ . - (e.g. code_generation).",
+)
+
+
+def validate_profile_candidates(value: object) -> None:
+    if not isinstance(value, list) or not value or len(value) > 50:
+        raise ValidationError('Give 1 to 50 candidates as {"model": name, "weight": n}.')
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) - {"model", "weight"}:
+            raise ValidationError(f'candidates[{index}] must be {{"model", "weight"}}.')
+        if not isinstance(item.get("model"), str) or not item["model"]:
+            raise ValidationError(f"candidates[{index}].model must be a model name.")
+        weight = item.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 10_000:
+            raise ValidationError(f"candidates[{index}].weight must be an integer 0..10000.")
+
+
+def validate_request_defaults(value: object) -> None:
+    if not isinstance(value, dict) or set(value) - {"max_tokens", "temperature"}:
+        raise ValidationError("Defaults may set max_tokens and temperature only.")
+    max_tokens = value.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or max_tokens < 1):  # fmt: skip
+        raise ValidationError("max_tokens must be a positive integer.")
+    temperature = value.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool)
+                                    or not isinstance(temperature, int | float)
+                                    or not 0 <= temperature <= 2):  # fmt: skip
+        raise ValidationError("temperature must be a number from 0 to 2.")
+
+
+class TaskProfile(models.Model):
+    """A task type (persona, use case): which models serve it, how, and with what defaults."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="task_profiles"
+    )
+    name = models.CharField(max_length=100, validators=[TASK_NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    candidates = models.JSONField(validators=[validate_profile_candidates])
+    strategy = models.CharField(max_length=20, choices=STRATEGY_CHOICES, default="priority")
+    fallbacks = models.JSONField(default=list, blank=True, validators=[validate_name_list])
+    required_capabilities = models.JSONField(
+        default=list, blank=True, validators=[validate_capabilities]
+    )
+    defaults = models.JSONField(default=dict, blank=True, validators=[validate_request_defaults])
+    cache_ttl_s = models.PositiveIntegerField(null=True, blank=True)
+    guardrail_policy = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="task_profile_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def validate_rule_action(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("The action is an object.")
+    if set(value) == {"task_profile"}:
+        if not isinstance(value["task_profile"], str) or not value["task_profile"]:
+            raise ValidationError("task_profile must be a profile name.")
+        return
+    if set(value) - {"models", "strategy"} or "models" not in value:
+        raise ValidationError('Use {"task_profile": name} or {"models": [...], "strategy": s}.')
+    validate_name_list(value["models"])
+    if not value["models"]:
+        raise ValidationError("models must not be empty.")
+    if value.get("strategy", "priority") not in dict(STRATEGY_CHOICES):
+        raise ValidationError(f"Unknown strategy {value.get('strategy')!r}.")
+
+
+class RoutingRule(models.Model):
+    """A declarative condition on the request and the route to take when it holds."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="routing_rules"
+    )
+    name = models.CharField(max_length=100)
+    priority = models.IntegerField(default=100, help_text="Lower is evaluated first.")
+    condition = models.JSONField(help_text="See docs/api.md: fields, operators, all/any/not.")
+    action = models.JSONField(validators=[validate_rule_action])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.priority}:{self.name}"
+
+    def clean(self) -> None:
+        from gateway.routing.conditions import ConditionError, validate_condition
+
+        try:
+            validate_condition(self.condition)
+        except ConditionError as exc:
+            raise ValidationError({"condition": str(exc)}) from None

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from gateway.models import ModelDeployment, Provider
+from gateway.models import ModelDeployment, Provider, RoutingRule, TaskProfile
 from gateway.netpolicy import EgressRefused, allowed_upstreams, validate_api_base
 from gateway.runtime.snapshot import model_prices
 from switchboard.config_version import config_changed
@@ -153,4 +153,99 @@ def deployment_delete(*, context: AuditContext, deployment: ModelDeployment) -> 
         before=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
     )
     deployment.delete()
+    config_changed()
+
+
+# --- Task profiles and routing rules ---------------------------------------------------------
+
+PROFILE_FIELDS = [
+    "name", "description", "candidates", "strategy", "fallbacks", "required_capabilities",
+    "defaults", "cache_ttl_s", "guardrail_policy", "enabled",
+]  # fmt: skip
+RULE_FIELDS = ["name", "priority", "condition", "action", "enabled"]
+
+
+def _check_rule_target(rule: RoutingRule) -> None:
+    profile = rule.action.get("task_profile") if isinstance(rule.action, dict) else None
+    if profile is None:
+        return
+    visible = TaskProfile.objects.filter(name=profile, tenant__in=[rule.tenant_id, None])
+    if rule.tenant_id is None:
+        visible = TaskProfile.objects.filter(name=profile, tenant__isnull=True)
+    if not visible.exists():
+        raise ValidationError({"action": f"No task profile named {profile!r}."})
+
+
+def _save_config(
+    *, context: AuditContext, obj: Any, fields: list[str], action: str,
+    before: dict[str, Any] | None, check: Any = None,
+) -> Any:  # fmt: skip
+    obj.full_clean()
+    if check is not None:
+        check(obj)
+    obj.save()
+    config_changed()
+    audit_record(context=context, tenant=obj.tenant, action=action, obj=obj, before=before,
+                 after=audit_snapshot(obj, fields))  # fmt: skip
+    return obj
+
+
+@transaction.atomic
+def task_profile_create(
+    *, context: AuditContext, tenant: Tenant | None, fields: dict[str, Any]
+) -> TaskProfile:
+    profile = TaskProfile(tenant=tenant, **fields)
+    return _save_config(context=context, obj=profile, fields=PROFILE_FIELDS,
+                        action="task_profile.create", before=None)  # fmt: skip
+
+
+@transaction.atomic
+def task_profile_update(
+    *, context: AuditContext, profile: TaskProfile, fields: dict[str, Any]
+) -> TaskProfile:
+    before = audit_snapshot(profile, PROFILE_FIELDS)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    return _save_config(context=context, obj=profile, fields=PROFILE_FIELDS,
+                        action="task_profile.update", before=before)  # fmt: skip
+
+
+@transaction.atomic
+def task_profile_delete(*, context: AuditContext, profile: TaskProfile) -> None:
+    used = RoutingRule.objects.filter(action__task_profile=profile.name,
+                                      tenant__in=[profile.tenant_id, None])  # fmt: skip
+    if used.exists():
+        raise ValidationError("Routing rules send traffic to this profile; change them first.")
+    audit_record(context=context, tenant=profile.tenant, action="task_profile.delete",
+                 obj=profile, before=audit_snapshot(profile, PROFILE_FIELDS))  # fmt: skip
+    profile.delete()
+    config_changed()
+
+
+@transaction.atomic
+def routing_rule_create(
+    *, context: AuditContext, tenant: Tenant | None, fields: dict[str, Any]
+) -> RoutingRule:
+    return _save_config(context=context, obj=RoutingRule(tenant=tenant, **fields),
+                        fields=RULE_FIELDS, action="routing_rule.create", before=None,
+                        check=_check_rule_target)  # fmt: skip
+
+
+@transaction.atomic
+def routing_rule_update(
+    *, context: AuditContext, rule: RoutingRule, fields: dict[str, Any]
+) -> RoutingRule:
+    before = audit_snapshot(rule, RULE_FIELDS)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    return _save_config(context=context, obj=rule, fields=RULE_FIELDS,
+                        action="routing_rule.update", before=before,
+                        check=_check_rule_target)  # fmt: skip
+
+
+@transaction.atomic
+def routing_rule_delete(*, context: AuditContext, rule: RoutingRule) -> None:
+    audit_record(context=context, tenant=rule.tenant, action="routing_rule.delete", obj=rule,
+                 before=audit_snapshot(rule, RULE_FIELDS))  # fmt: skip
+    rule.delete()
     config_changed()

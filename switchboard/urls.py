@@ -18,6 +18,7 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("v1/", include("gateway.urls")),
     path("api/v1/gateway/requests", native.gateway_requests, name="gateway-native"),
+    path("api/v1/route/explain", native.route_explain, name="route-explain"),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("gateway.api.urls")),
     path("api/v1/", include("keyvault.api.urls")),

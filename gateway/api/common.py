@@ -82,6 +82,8 @@ def call_headers(
     }
     if cost is not None:
         headers["x-switchboard-cost-usd"] = f"{cost:.10f}"
+    if ctx.route is not None:
+        headers["x-switchboard-route"] = ctx.route.header()
     return headers
 
 

@@ -1,5 +1,7 @@
 """Management API: model deployments (tenant-owned, plus read-only global ones)."""
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status, viewsets
@@ -7,8 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gateway import services
-from gateway.api.serializers import DeploymentSerializer
-from gateway.models import ModelDeployment
+from gateway.api.serializers import (
+    DeploymentSerializer,
+    RoutingRuleSerializer,
+    TaskProfileSerializer,
+)
+from gateway.models import ModelDeployment, RoutingRule, TaskProfile
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.views import ID_PARAMETER, TENANT_PARAMETER
 from tenants.audit import AuditContext
@@ -114,3 +120,75 @@ class GlobalDeploymentViewSet(viewsets.GenericViewSet[ModelDeployment]):
             context=AuditContext.from_request(request), deployment=self.get_object()
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _ConfigViewSet(TenantScopedViewSet[Any]):
+    """Tenant-owned routing configuration; global rows are listed read-only."""
+
+    include_shared_on_read = True
+    object_kwarg: str
+    create_service: Any
+    update_service: Any
+    delete_service: Any
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(self.get_serializer(self.get_object()).data)
+
+    def create(self, request: Request, tenant: str) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        obj = type(self).create_service(context=self.audit_context, tenant=self.access.tenant,
+                                        fields=dict(serializer.validated_data))  # fmt: skip
+        return Response(self.get_serializer(obj).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        obj = self.get_object()
+        serializer = self.get_serializer(obj, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        obj = type(self).update_service(context=self.audit_context, **{self.object_kwarg: obj},
+                                        fields=dict(serializer.validated_data))  # fmt: skip
+        return Response(self.get_serializer(obj).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        type(self).delete_service(
+            context=self.audit_context, **{self.object_kwarg: self.get_object()}
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+ROUTING_PERMISSIONS = {
+    "list": "deployment.view",
+    "retrieve": "deployment.view",
+    "create": "deployment.manage",
+    "partial_update": "deployment.manage",
+    "destroy": "deployment.manage",
+}
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class TaskProfileViewSet(_ConfigViewSet):
+    scoped_queryset = TaskProfile.objects.order_by("name", "id")
+    serializer_class = TaskProfileSerializer
+    action_permissions = ROUTING_PERMISSIONS
+    object_kwarg = "profile"
+    create_service = services.task_profile_create
+    update_service = services.task_profile_update
+    delete_service = services.task_profile_delete
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class RoutingRuleViewSet(_ConfigViewSet):
+    scoped_queryset = RoutingRule.objects.order_by("priority", "id")
+    serializer_class = RoutingRuleSerializer
+    action_permissions = ROUTING_PERMISSIONS
+    object_kwarg = "rule"
+    create_service = services.routing_rule_create
+    update_service = services.routing_rule_update
+    delete_service = services.routing_rule_delete

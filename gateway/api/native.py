@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway.api.common import GatewayError, authenticate, call_headers, json_body
 from gateway.api.openai import _guarded
 from gateway.runtime.guard import GuardError, guard_chat_request
-from gateway.runtime.pipeline import chat_call, context_for, record_refusal
+from gateway.runtime.pipeline import chat_call, chat_route, context_for, record_refusal
 from gateway.runtime.routing import RouteError
 
 _PASSED = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format", "tools")
@@ -97,5 +97,43 @@ async def gateway_requests(request: HttpRequest) -> HttpResponseBase:
         }
         headers = call_headers(ctx, result.deployment, cost=result.cost)
         return HttpResponse(json.dumps(body), content_type="application/json", headers=headers)
+
+    return await _guarded(request, "POST", handle)
+
+
+@csrf_exempt
+async def route_explain(request: HttpRequest) -> HttpResponseBase:
+    """`POST /api/v1/route/explain`: the routing decision for a request, without calling a
+    provider or spending anything. Same body as `/v1/chat/completions` (plus `task_type`)."""
+
+    async def handle() -> HttpResponseBase:
+        caller, snapshot = await authenticate(request)
+        body = json_body(request)
+        task_type = body.pop("task_type", None)
+        if task_type is not None:
+            if not isinstance(task_type, str):
+                raise GatewayError(400, "'task_type' must be a string.", code="invalid_request",
+                                   param="task_type")  # fmt: skip
+            body.setdefault("metadata", {})
+            if isinstance(body["metadata"], dict):
+                body["metadata"]["task_type"] = task_type
+        try:
+            chat = guard_chat_request(body)
+        except GuardError as exc:
+            raise GatewayError(exc.status, str(exc), code=exc.code, param=exc.param) from None
+        ctx = context_for(http=request, caller=caller, snapshot=snapshot, model=chat.model,
+                          metadata=chat.metadata, user=chat.user)  # fmt: skip
+        try:
+            decision = chat_route(ctx, chat)
+        except RouteError as exc:
+            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param) from None
+        result = {
+            "route": decision.trace.as_dict(),
+            "candidates": [
+                {"deployment": d.id, "model": d.name, "provider": d.provider}
+                for d in decision.candidates
+            ],
+        }
+        return HttpResponse(json.dumps(result), content_type="application/json")
 
     return await _guarded(request, "POST", handle)

@@ -2,11 +2,18 @@
 
 from rest_framework.routers import SimpleRouter
 
-from gateway.api.management import DeploymentViewSet, GlobalDeploymentViewSet
+from gateway.api.management import (
+    DeploymentViewSet,
+    GlobalDeploymentViewSet,
+    RoutingRuleViewSet,
+    TaskProfileViewSet,
+)
 from switchboard.api.routes import TENANT
 
 router = SimpleRouter(trailing_slash="/?")  # type: ignore[arg-type]  # optional slash
 router.register(f"{TENANT}/deployments", DeploymentViewSet, basename="deployment")
 router.register("deployments", GlobalDeploymentViewSet, basename="global-deployment")
+router.register(f"{TENANT}/task-profiles", TaskProfileViewSet, basename="task-profile")
+router.register(f"{TENANT}/routing-rules", RoutingRuleViewSet, basename="routing-rule")
 
 urlpatterns = router.urls

@@ -28,7 +28,13 @@ from gateway.runtime.guard import ChatRequest, EmbeddingsRequest, apply_token_ca
 from gateway.runtime.guard import estimate_prompt_tokens as estimate_tokens
 from gateway.runtime.providers import ProviderError
 from gateway.runtime.retry import ErrorKind
-from gateway.runtime.routing import Needs, resolve_candidates
+from gateway.runtime.routing import (
+    Needs,
+    RouteDecision,
+    RouteTrace,
+    resolve_candidates,
+    route,
+)
 from gateway.runtime.snapshot import DeploymentEntry, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,9 @@ class CallContext:
     started_at: datetime = field(default_factory=timezone.now)
     stats: CallStats = field(default_factory=CallStats)
     client_request_id: str = ""
+    route: RouteTrace | None = None
+    request_defaults: tuple[tuple[str, Any], ...] = ()
+    cost_tier: str | None = None
 
     @property
     def deadline(self) -> float:
@@ -99,7 +108,10 @@ def context_for(
         snapshot=snapshot,
         model=model,
         end_user=str(user or metadata.get("user_id") or "")[:256],
-        task_type=str(metadata.get("task_type") or "")[:100],
+        task_type=str(
+            metadata.get("task_type") or http.headers.get("x-switchboard-task-type") or ""
+        )[:100],
+        cost_tier=str(metadata["cost_tier"]) if metadata.get("cost_tier") else None,
         user_tier=str(metadata["user_tier"]) if metadata.get("user_tier") else None,
     )
 
@@ -142,9 +154,13 @@ def _requested_max_tokens(payload: dict[str, Any]) -> int:
     return int(value)
 
 
-def _chat_payload_for(request: ChatRequest) -> Any:
+def _chat_payload_for(request: ChatRequest, defaults: tuple[tuple[str, Any], ...] = ()) -> Any:
     def payload_for(deployment: DeploymentEntry) -> dict[str, Any]:
         payload = dict(request.payload)
+        for name, value in defaults:  # the task profile's defaults, where the client set none
+            if name == "max_tokens" and "max_completion_tokens" in payload:
+                continue
+            payload.setdefault(name, value)
         apply_token_cap(payload, max_output_tokens=deployment.max_output_tokens)
         if request.stream:
             # Always ask for usage upstream: billing needs it even if the client did not.
@@ -154,10 +170,38 @@ def _chat_payload_for(request: ChatRequest) -> Any:
     return payload_for
 
 
-def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
+def route_context(ctx: CallContext, request: ChatRequest, needs: Needs) -> dict[str, Any]:
+    """What routing rule conditions can look at (see gateway/routing/conditions.py)."""
+    return {
+        "task_type": ctx.task_type or None,
+        "user_tier": ctx.user_tier,
+        "model": request.model,
+        "prompt_tokens": needs.prompt_tokens,
+        "max_tokens": needs.max_tokens,
+        "key_name": ctx.caller.key.name,
+        "capabilities": sorted(needs.capabilities),
+        "cost_tier": ctx.cost_tier,
+        "stream": request.stream,
+        "metadata": request.metadata,
+    }
+
+
+def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
     needs = _needs(request, _requested_max_tokens(request.payload))
     needs = Needs(needs.capabilities, needs.prompt_tokens, needs.max_tokens, ctx.user_tier)
-    return resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs)
+    decision = route(
+        ctx.snapshot, ctx.caller, request.model, needs, task_type=ctx.task_type or None,
+        context=route_context(ctx, request, needs),
+    )  # fmt: skip
+    ctx.route = decision.trace
+    if decision.trace.profile:
+        profile = ctx.snapshot.profile(ctx.caller.tenant.id, decision.trace.profile)
+        ctx.request_defaults = profile.defaults if profile else ()
+    return decision
+
+
+def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
+    return chat_route(ctx, request).candidates
 
 
 async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
@@ -166,7 +210,7 @@ async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
         deployment, body = await execute(
             "chat",
             candidates,
-            _chat_payload_for(request),
+            _chat_payload_for(request, ctx.request_defaults),
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,
@@ -251,7 +295,7 @@ async def chat_stream_call(ctx: CallContext, request: ChatRequest) -> OpenStream
     try:
         return await open_stream(
             candidates,
-            _chat_payload_for(request),
+            _chat_payload_for(request, ctx.request_defaults),
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,

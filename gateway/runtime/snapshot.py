@@ -9,6 +9,7 @@ deployment stops working everywhere within that bound. A full rebuild also happe
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +22,8 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway.models import ModelDeployment
+from gateway.models import ModelDeployment, RoutingRule, TaskProfile
+from gateway.routing.conditions import compile_condition, describe
 from keyvault.resolver import SecretRef
 from keyvault.services import secret_ref_for
 from switchboard.config_version import CONFIG_VERSION_KEY
@@ -95,6 +97,32 @@ class DeploymentEntry:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileEntry:
+    id: int
+    tenant_id: int | None
+    name: str
+    candidates: tuple[tuple[str, int], ...]  # (public model name, weight), in order
+    strategy: str
+    fallbacks: tuple[str, ...]
+    required_capabilities: frozenset[str]
+    defaults: tuple[tuple[str, Any], ...]
+    cache_ttl_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEntry:
+    id: int
+    tenant_id: int | None
+    name: str
+    priority: int
+    predicate: Callable[[Mapping[str, Any]], bool]
+    description: str
+    task_profile: str | None
+    models: tuple[str, ...]
+    strategy: str
+
+
 @dataclass(frozen=True)
 class Snapshot:
     version: str
@@ -104,6 +132,16 @@ class Snapshot:
     deployments: dict[int, DeploymentEntry]
     # (tenant id or None for global, public name) -> enabled deployments by priority
     by_name: dict[tuple[int | None, str], tuple[DeploymentEntry, ...]] = field(repr=False)
+    profiles: dict[tuple[int | None, str], ProfileEntry] = field(default_factory=dict, repr=False)
+    # Rules in evaluation order: per tenant (own and global merged), and global only.
+    rules_by_tenant: dict[int, tuple[RuleEntry, ...]] = field(default_factory=dict, repr=False)
+    global_rules: tuple[RuleEntry, ...] = ()
+
+    def rules_for(self, tenant_id: int) -> tuple[RuleEntry, ...]:
+        return self.rules_by_tenant.get(tenant_id, self.global_rules)
+
+    def profile(self, tenant_id: int, name: str) -> ProfileEntry | None:
+        return self.profiles.get((tenant_id, name)) or self.profiles.get((None, name))
 
     def deployments_named(self, tenant_id: int, name: str) -> tuple[DeploymentEntry, ...]:
         """A tenant's own deployments of that name first, then the global ones."""
@@ -208,6 +246,12 @@ def snapshot_build(version: str) -> Snapshot:
     by_name: dict[tuple[int | None, str], list[DeploymentEntry]] = {}
     for entry in deployments.values():
         by_name.setdefault((entry.tenant_id, entry.name), []).append(entry)
+    rules = _rule_entries()
+    global_rules = tuple(rule for rule in rules if rule.tenant_id is None)
+    own: dict[int, list[RuleEntry]] = {}
+    for rule in rules:
+        if rule.tenant_id is not None:
+            own.setdefault(rule.tenant_id, []).append(rule)
     return Snapshot(
         version=version,
         built_at=time.monotonic(),
@@ -215,7 +259,55 @@ def snapshot_build(version: str) -> Snapshot:
         tenants=tenants,
         deployments=deployments,
         by_name={name: tuple(entries) for name, entries in by_name.items()},
+        profiles=_profile_entries(),
+        # A tenant's rule wins a priority tie with a global one.
+        rules_by_tenant={
+            tenant_id: tuple(
+                sorted(
+                    [*entries, *global_rules], key=lambda r: (r.priority, r.tenant_id is None, r.id)
+                )
+            )
+            for tenant_id, entries in own.items()
+        },
+        global_rules=global_rules,
     )
+
+
+def _profile_entries() -> dict[tuple[int | None, str], ProfileEntry]:
+    return {
+        (row.tenant_id, row.name): ProfileEntry(
+            id=row.pk,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            candidates=tuple((c["model"], int(c.get("weight", 1))) for c in row.candidates),
+            strategy=row.strategy,
+            fallbacks=tuple(row.fallbacks),
+            required_capabilities=frozenset(row.required_capabilities),
+            defaults=tuple(sorted(row.defaults.items())),
+            cache_ttl_s=row.cache_ttl_s,
+        )
+        for row in TaskProfile.objects.filter(enabled=True)
+    }
+
+
+def _rule_entries() -> list[RuleEntry]:
+    entries = []
+    for row in RoutingRule.objects.filter(enabled=True).order_by("priority", "id"):
+        action = row.action
+        entries.append(
+            RuleEntry(
+                id=row.pk,
+                tenant_id=row.tenant_id,
+                name=row.name,
+                priority=row.priority,
+                predicate=compile_condition(row.condition),
+                description=describe(row.condition),
+                task_profile=action.get("task_profile"),
+                models=tuple(action.get("models", ())),
+                strategy=action.get("strategy", "priority"),
+            )
+        )
+    return entries
 
 
 def _build_and_release(version: str) -> Snapshot:
