@@ -124,7 +124,7 @@ async def route_explain(request: HttpRequest) -> HttpResponseBase:
         ctx = context_for(http=request, caller=caller, snapshot=snapshot, model=chat.model,
                           metadata=chat.metadata, user=chat.user)  # fmt: skip
         try:
-            decision = chat_route(ctx, chat)
+            decision = await chat_route(ctx, chat)
         except RouteError as exc:
             raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param) from None
         result = {

@@ -125,7 +125,9 @@ def _least_latency(
         for c in candidates
         if (latency := _usable(stats.latency_ms.get(c.id))) is not None
     }
-    default = statistics.median(known.values()) if known else 0.0
+    # An unmeasured deployment ranks just ahead of the median: it gets traffic (and so a
+    # measurement) instead of losing every tie to an equally fast, already-measured one.
+    default = statistics.median(known.values()) - 1e-6 if known else 0.0
     return _ascending(candidates, lambda c: known.get(c.id, default))
 
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -31,6 +31,15 @@ _HEALTH_KINDS = frozenset(
 )
 
 PayloadFor = Callable[[DeploymentEntry], dict[str, Any]]
+
+
+class AttemptObserver(Protocol):
+    """Told when an attempt starts and ends (live in-flight counts and latency)."""
+
+    async def started(self, deployment_id: int) -> None: ...
+
+    async def finished(self, deployment_id: int, latency_ms: float | None) -> None: ...
+
 
 breaker = CircuitBreaker(
     BreakerConfig(
@@ -128,6 +137,7 @@ async def _run_on_candidates(
     deadline: float,
     model: str,
     stats: CallStats,
+    observer: AttemptObserver | None = None,
 ) -> tuple[DeploymentEntry, Any]:
     last: ProviderError | None = None
     tried: DeploymentEntry | None = None
@@ -151,6 +161,8 @@ async def _run_on_candidates(
                 )
             stats.attempts += 1
             started = time.monotonic()
+            if observer is not None:
+                await observer.started(deployment.id)
             try:
                 timeout = min(deployment.timeout_s, remaining)
                 async with asyncio.timeout(timeout):
@@ -160,9 +172,13 @@ async def _run_on_candidates(
             except ProviderError as exc:
                 last = exc
             else:
+                if observer is not None:
+                    await observer.finished(deployment.id, (time.monotonic() - started) * 1000)
                 stats.upstream_s += time.monotonic() - started
                 await breaker.record(deployment.id, success=True, probe=admission.probe)
                 return deployment, result
+            if observer is not None:
+                await observer.finished(deployment.id, None)
             stats.upstream_s += time.monotonic() - started
             if _refresh_key(deployment, last, key_refreshed):
                 # The provider refused the key: it may have been rotated in the vault.
@@ -196,6 +212,7 @@ async def execute(
     deadline: float,
     model: str,
     stats: CallStats,
+    observer: AttemptObserver | None = None,
 ) -> tuple[DeploymentEntry, dict[str, Any]]:
     """A non-streaming call (`chat` or `embeddings`) on the first candidate that succeeds."""
 
@@ -205,7 +222,7 @@ async def execute(
         return result
 
     return await _run_on_candidates(
-        candidates, attempt, deadline=deadline, model=model, stats=stats
+        candidates, attempt, deadline=deadline, model=model, stats=stats, observer=observer
     )
 
 
@@ -223,6 +240,7 @@ async def open_stream(
     deadline: float,
     model: str,
     stats: CallStats,
+    observer: AttemptObserver | None = None,
 ) -> OpenStream:
     """Start a stream; retries and fallback apply until the first chunk arrives, not after."""
 
@@ -241,8 +259,9 @@ async def open_stream(
             raise
         return OpenStream(deployment=deployment, first_chunk=first, rest=iterator)
 
+    # For a stream the observed latency is the time to the first chunk.
     _, opened = await _run_on_candidates(
-        candidates, attempt, deadline=deadline, model=model, stats=stats
+        candidates, attempt, deadline=deadline, model=model, stats=stats, observer=observer
     )
     result: OpenStream = opened
     return result

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from analytics.usage import UsageEvent, usage_event_append
 from gateway.models import Capability
+from gateway.routing.live_stats import LiveStatsStore
 from gateway.runtime.auth import Caller
 from gateway.runtime.executor import CallStats, ExecutionFailed, OpenStream, execute, open_stream
 from gateway.runtime.guard import ChatRequest, EmbeddingsRequest, apply_token_cap
@@ -186,13 +187,28 @@ def route_context(ctx: CallContext, request: ChatRequest, needs: Needs) -> dict[
     }
 
 
-def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
+LIVE_STRATEGIES = frozenset({"least_latency", "least_busy", "round_robin"})
+OBSERVED_STRATEGIES = frozenset({"least_latency", "least_busy"})
+live_stats = LiveStatsStore()
+
+
+async def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
     needs = _needs(request, _requested_max_tokens(request.payload))
     needs = Needs(needs.capabilities, needs.prompt_tokens, needs.max_tokens, ctx.user_tier)
-    decision = route(
-        ctx.snapshot, ctx.caller, request.model, needs, task_type=ctx.task_type or None,
-        context=route_context(ctx, request, needs),
-    )  # fmt: skip
+    context = route_context(ctx, request, needs)
+    decision = route(ctx.snapshot, ctx.caller, request.model, needs,
+                     task_type=ctx.task_type or None, context=context)  # fmt: skip
+    if decision.trace.strategy in LIVE_STRATEGIES:
+        # Only these strategies need shared live numbers: one Redis round trip, then the
+        # same (pure) routing again with them.
+        target = decision.trace.profile or decision.trace.rule or request.model
+        group = f"{ctx.caller.tenant.id}:{target}"
+        stats = await live_stats.read(
+            [d.id for d in decision.candidates],
+            rr_group=group if decision.trace.strategy == "round_robin" else None,
+        )
+        decision = route(ctx.snapshot, ctx.caller, request.model, needs,
+                         task_type=ctx.task_type or None, context=context, stats=stats)  # fmt: skip
     ctx.route = decision.trace
     if decision.trace.profile:
         profile = ctx.snapshot.profile(ctx.caller.tenant.id, decision.trace.profile)
@@ -200,12 +216,18 @@ def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
     return decision
 
 
-def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
-    return chat_route(ctx, request).candidates
+async def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
+    return (await chat_route(ctx, request)).candidates
+
+
+def _observer(ctx: CallContext) -> LiveStatsStore | None:
+    if ctx.route is not None and ctx.route.strategy in OBSERVED_STRATEGIES:
+        return live_stats
+    return None
 
 
 async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
-    candidates = chat_candidates(ctx, request)
+    candidates = await chat_candidates(ctx, request)
     try:
         deployment, body = await execute(
             "chat",
@@ -214,6 +236,7 @@ async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,
+            observer=_observer(ctx),
         )
     except ExecutionFailed as failure:
         await record_failure(ctx, failure, stream=False)
@@ -291,7 +314,7 @@ class StreamState:
 
 async def chat_stream_call(ctx: CallContext, request: ChatRequest) -> OpenStream:
     """Open the upstream stream (retries and fallback happen here, before the first chunk)."""
-    candidates = chat_candidates(ctx, request)
+    candidates = await chat_candidates(ctx, request)
     try:
         return await open_stream(
             candidates,
@@ -299,6 +322,7 @@ async def chat_stream_call(ctx: CallContext, request: ChatRequest) -> OpenStream
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,
+            observer=_observer(ctx),
         )
     except ExecutionFailed as failure:
         await record_failure(ctx, failure, stream=True)

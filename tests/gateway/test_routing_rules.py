@@ -178,3 +178,37 @@ def test_rule_validation(cast, fleet) -> None:
     assert cast.client(cast.charlie).get(RULES).status_code == 404
     listed = alice.get(RULES).json()
     assert [rule["name"] for rule in listed["results"]] == ["long-context", "code", "economy"]
+
+
+def test_least_latency_learns_the_faster_deployment(cast, acme_key, client, fake_llm) -> None:
+    common = {
+        "provider": "openai",
+        "api_base": f"{fake_llm.url}/v1",
+        "input_price_per_mtok": Decimal("1"),
+        "output_price_per_mtok": Decimal("1"),
+    }
+    deployment_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={"name": "slowpoke", "litellm_model": "openai/s@latency=150", **common},
+    )
+    deployment_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={"name": "quick", "litellm_model": "openai/q", **common},
+    )
+    task_profile_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={
+            "name": "fastest",
+            "strategy": "least_latency",
+            "candidates": [{"model": "slowpoke", "weight": 1}, {"model": "quick", "weight": 1}],
+        },
+    )
+    snapshot_holder.invalidate()
+    served = [_chat(client, acme_key[1], model="fastest")["x-switchboard-model"] for _ in range(5)]
+    # Listed first, the slow one is tried first; the unmeasured one is tried next; from then
+    # on the measured latencies decide.
+    assert served[:2] == ["slowpoke", "quick"]
+    assert served[2:] == ["quick", "quick", "quick"]
