@@ -1,5 +1,6 @@
 """Writes to model deployments: validated, audited, and announced to every gateway process."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from gateway.models import ModelDeployment, Provider, RoutingRule, TaskProfile
 from gateway.netpolicy import EgressRefused, allowed_upstreams, validate_api_base
 from gateway.runtime.snapshot import model_prices
 from switchboard.config_version import config_changed
-from tenants.audit import AuditContext, audit_record, audit_snapshot
+from tenants.audit import AuditContext, audit_record, audit_snapshot, audited_save
 from tenants.models import Tenant
 
 DEPLOYMENT_FIELDS = [
@@ -105,18 +106,9 @@ def deployment_create(
     unknown = set(fields) - EDITABLE
     if unknown:
         raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
-    deployment = ModelDeployment(tenant=tenant, **fields)
-    _validate(deployment)
-    deployment.save()
-    config_changed()
-    audit_record(
-        context=context,
-        tenant=tenant,
-        action="deployment.create",
-        obj=deployment,
-        after=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
-    )
-    return deployment
+    return _save_config(context=context, obj=ModelDeployment(tenant=tenant, **fields),
+                        fields=DEPLOYMENT_FIELDS, action="deployment.create", before=None,
+                        validate=_validate)  # fmt: skip
 
 
 @transaction.atomic
@@ -129,18 +121,8 @@ def deployment_update(
     before = audit_snapshot(deployment, DEPLOYMENT_FIELDS)
     for name, value in fields.items():
         setattr(deployment, name, value)
-    _validate(deployment)
-    deployment.save()
-    config_changed()
-    audit_record(
-        context=context,
-        tenant=deployment.tenant,
-        action="deployment.update",
-        obj=deployment,
-        before=before,
-        after=audit_snapshot(deployment, DEPLOYMENT_FIELDS),
-    )
-    return deployment
+    return _save_config(context=context, obj=deployment, fields=DEPLOYMENT_FIELDS,
+                        action="deployment.update", before=before, validate=_validate)  # fmt: skip
 
 
 @transaction.atomic
@@ -165,6 +147,11 @@ PROFILE_FIELDS = [
 RULE_FIELDS = ["name", "priority", "condition", "action", "enabled"]
 
 
+def _validate_rule(rule: RoutingRule) -> None:
+    rule.full_clean()
+    _check_rule_target(rule)
+
+
 def _check_rule_target(rule: RoutingRule) -> None:
     profile = rule.action.get("task_profile") if isinstance(rule.action, dict) else None
     if profile is None:
@@ -176,18 +163,19 @@ def _check_rule_target(rule: RoutingRule) -> None:
         raise ValidationError({"action": f"No task profile named {profile!r}."})
 
 
+def _full_clean(obj: Any) -> None:
+    obj.full_clean()
+
+
 def _save_config(
     *, context: AuditContext, obj: Any, fields: list[str], action: str,
-    before: dict[str, Any] | None, check: Any = None,
+    before: dict[str, Any] | None, validate: Callable[[Any], None] = _full_clean,
 ) -> Any:  # fmt: skip
-    obj.full_clean()
-    if check is not None:
-        check(obj)
-    obj.save()
+    """Validate, save and audit a piece of gateway configuration, and announce the change."""
+    saved = audited_save(context=context, obj=obj, fields=fields, action=action,
+                         validate=validate, before=before)  # fmt: skip
     config_changed()
-    audit_record(context=context, tenant=obj.tenant, action=action, obj=obj, before=before,
-                 after=audit_snapshot(obj, fields))  # fmt: skip
-    return obj
+    return saved
 
 
 @transaction.atomic
@@ -228,7 +216,7 @@ def routing_rule_create(
 ) -> RoutingRule:
     return _save_config(context=context, obj=RoutingRule(tenant=tenant, **fields),
                         fields=RULE_FIELDS, action="routing_rule.create", before=None,
-                        check=_check_rule_target)  # fmt: skip
+                        validate=_validate_rule)  # fmt: skip
 
 
 @transaction.atomic
@@ -240,7 +228,7 @@ def routing_rule_update(
         setattr(rule, name, value)
     return _save_config(context=context, obj=rule, fields=RULE_FIELDS,
                         action="routing_rule.update", before=before,
-                        check=_check_rule_target)  # fmt: skip
+                        validate=_validate_rule)  # fmt: skip
 
 
 @transaction.atomic

@@ -13,7 +13,7 @@ from keyvault.backends.base import SecretFetchError
 from keyvault.models import Backend, SecretReference, VaultConnection
 from keyvault.resolver import SecretRef, backend_module, build_backend, secret_resolver
 from switchboard.config_version import config_changed
-from tenants.audit import AuditContext, audit_record, audit_snapshot
+from tenants.audit import AuditContext, audit_record, audit_snapshot, audited_save
 from tenants.models import Tenant
 
 CONNECTION_FIELDS = ["name", "backend", "settings", "enabled"]
@@ -49,17 +49,19 @@ def _changed() -> None:
     secret_resolver.clear()  # settings or targets may have changed; refetch lazily
 
 
+def _save(**kwargs: Any) -> Any:
+    saved = audited_save(**kwargs)
+    _changed()
+    return saved
+
+
 @transaction.atomic
 def vault_connection_create(
     *, context: AuditContext, tenant: Tenant | None, fields: dict[str, Any]
 ) -> VaultConnection:
-    connection = VaultConnection(tenant=tenant, **fields)
-    _validate_connection(connection)
-    connection.save()
-    _changed()
-    audit_record(context=context, tenant=tenant, action="vault_connection.create", obj=connection,
-                 after=audit_snapshot(connection, CONNECTION_FIELDS))  # fmt: skip
-    return connection
+    return _save(context=context, obj=VaultConnection(tenant=tenant, **fields),
+                 fields=CONNECTION_FIELDS, action="vault_connection.create",
+                 validate=_validate_connection)  # fmt: skip
 
 
 @transaction.atomic
@@ -69,13 +71,9 @@ def vault_connection_update(
     before = audit_snapshot(connection, CONNECTION_FIELDS)
     for name, value in fields.items():
         setattr(connection, name, value)
-    _validate_connection(connection)
-    connection.save()
-    _changed()
-    audit_record(context=context, tenant=connection.tenant, action="vault_connection.update",
-                 obj=connection, before=before,
-                 after=audit_snapshot(connection, CONNECTION_FIELDS))  # fmt: skip
-    return connection
+    return _save(context=context, obj=connection, fields=CONNECTION_FIELDS,
+                 action="vault_connection.update", validate=_validate_connection,
+                 before=before)  # fmt: skip
 
 
 @transaction.atomic
@@ -94,13 +92,9 @@ def vault_connection_delete(*, context: AuditContext, connection: VaultConnectio
 def secret_reference_create(
     *, context: AuditContext, tenant: Tenant | None, fields: dict[str, Any]
 ) -> SecretReference:
-    reference = SecretReference(tenant=tenant, **fields)
-    _validate_reference(reference)
-    reference.save()
-    _changed()
-    audit_record(context=context, tenant=tenant, action="secret_reference.create", obj=reference,
-                 after=audit_snapshot(reference, REFERENCE_FIELDS))  # fmt: skip
-    return reference
+    return _save(context=context, obj=SecretReference(tenant=tenant, **fields),
+                 fields=REFERENCE_FIELDS, action="secret_reference.create",
+                 validate=_validate_reference)  # fmt: skip
 
 
 @transaction.atomic
@@ -110,13 +104,9 @@ def secret_reference_update(
     before = audit_snapshot(reference, REFERENCE_FIELDS)
     for name, value in fields.items():
         setattr(reference, name, value)
-    _validate_reference(reference)
-    reference.save()
-    _changed()
-    audit_record(context=context, tenant=reference.tenant, action="secret_reference.update",
-                 obj=reference, before=before,
-                 after=audit_snapshot(reference, REFERENCE_FIELDS))  # fmt: skip
-    return reference
+    return _save(context=context, obj=reference, fields=REFERENCE_FIELDS,
+                 action="secret_reference.update", validate=_validate_reference,
+                 before=before)  # fmt: skip
 
 
 @transaction.atomic

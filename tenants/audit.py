@@ -1,5 +1,6 @@
 """The audit trail: every mutating service writes one `AuditEvent` through `audit_record`."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -114,3 +115,23 @@ def audit_record(
         ip_address=context.ip_address,
         request_id=context.request_id[:64],
     )
+
+
+def audited_save(
+    *,
+    context: AuditContext,
+    obj: models.Model,
+    fields: list[str],
+    action: str,
+    validate: Callable[[Any], None],
+    before: dict[str, Any] | None = None,
+) -> Any:
+    """Validate, save and audit one object (the common shape of create and update services).
+
+    `before` is the snapshot taken before the caller changed the object (None on create).
+    """
+    validate(obj)
+    obj.save()
+    audit_record(context=context, tenant=getattr(obj, "tenant", None), action=action, obj=obj,
+                 before=before, after=audit_snapshot(obj, fields))  # fmt: skip
+    return obj

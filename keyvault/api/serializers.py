@@ -7,11 +7,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from keyvault.models import SecretReference, VaultConnection
+from switchboard.api.serializers import ScopedModelSerializer
 
 
-class VaultConnectionSerializer(serializers.ModelSerializer[VaultConnection]):
-    scope = serializers.SerializerMethodField()
-
+class VaultConnectionSerializer(ScopedModelSerializer):
     class Meta:
         model = VaultConnection
         fields = [
@@ -25,12 +24,6 @@ class VaultConnectionSerializer(serializers.ModelSerializer[VaultConnection]):
             "updated_at",
         ]
         read_only_fields = ["id", "scope", "created_at", "updated_at"]
-
-    def get_scope(self, obj: VaultConnection) -> str:
-        return "global" if obj.tenant_id is None else "tenant"
-
-    def run_validators(self, value: Any) -> None:
-        return None  # uniqueness and backend settings are checked by the service
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -46,8 +39,7 @@ class VisibleConnectionField(serializers.PrimaryKeyRelatedField):
         return VaultConnection.objects.filter(tenant=tenant)
 
 
-class SecretReferenceSerializer(serializers.ModelSerializer[SecretReference]):
-    scope = serializers.SerializerMethodField()
+class SecretReferenceSerializer(ScopedModelSerializer):
     connection = VisibleConnectionField()
 
     class Meta:
@@ -57,12 +49,6 @@ class SecretReferenceSerializer(serializers.ModelSerializer[SecretReference]):
             "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["id", "scope", "created_at", "updated_at"]
-
-    def get_scope(self, obj: SecretReference) -> str:
-        return "global" if obj.tenant_id is None else "tenant"
-
-    def run_validators(self, value: Any) -> None:
-        return None
 
 
 class SecretTestSerializer(serializers.Serializer):
