@@ -114,10 +114,11 @@ class _Plan:
 
 def _plan(
     snapshot: Snapshot, caller: Caller, model: str, task_type: str | None, trace: RouteTrace,
-    context: dict[str, Any],
+    context: dict[str, Any] | None,
 ) -> _Plan:  # fmt: skip
     tenant_id = caller.tenant.id
-    rule = _matching_rule(snapshot, caller, context)
+    # No context: a call that rules do not apply to (embeddings), straight to the model.
+    rule = _matching_rule(snapshot, caller, context) if context is not None else None
     profile: ProfileEntry | None = None
     if rule is not None:
         trace.rule, trace.rule_condition = rule.name, rule.description
@@ -170,7 +171,7 @@ def route(
     stats: LiveStats = _EMPTY_STATS,
 ) -> RouteDecision:  # fmt: skip
     trace = RouteTrace(task_type=task_type)
-    plan = _plan(snapshot, caller, model, task_type, trace, context or {})
+    plan = _plan(snapshot, caller, model, task_type, trace, context)
     trace.strategy, trace.models = plan.strategy, plan.models
     if plan.profile is not None:
         needs = Needs(needs.capabilities | plan.profile.required_capabilities,
@@ -241,5 +242,5 @@ def _ordered(
 def resolve_candidates(
     snapshot: Snapshot, caller: Caller, model: str, needs: Needs
 ) -> list[DeploymentEntry]:
-    """The candidates without rules or profiles (embeddings, and callers that name a model)."""
+    """The candidates of a named model, without routing rules (embeddings)."""
     return route(snapshot, caller, model, needs).candidates

@@ -212,3 +212,46 @@ def test_least_latency_learns_the_faster_deployment(cast, acme_key, client, fake
     # on the measured latencies decide.
     assert served[:2] == ["slowpoke", "quick"]
     assert served[2:] == ["quick", "quick", "quick"]
+
+
+def test_rules_do_not_capture_embeddings(cast, acme_key, client, fake_llm) -> None:
+    deployment_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={
+            "name": "embedder",
+            "provider": "openai",
+            "litellm_model": "openai/text-embedding-3-small",
+            "api_base": f"{fake_llm.url}/v1",
+            "capabilities": ["embeddings"],
+        },
+    )
+    deployment_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={
+            "name": "chatty",
+            "provider": "openai",
+            "litellm_model": "openai/gpt-4o-mini",
+            "api_base": f"{fake_llm.url}/v1",
+        },
+    )
+    routing_rule_create(
+        context=CTX,
+        tenant=cast.acme,
+        fields={
+            "name": "everything",
+            "priority": 1,
+            "condition": True,
+            "action": {"models": ["chatty"]},
+        },
+    )
+    snapshot_holder.invalidate()
+    response = client.post(
+        "/v1/embeddings",
+        {"model": "embedder", "input": "hi"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {acme_key[1]}",
+    )
+    assert response.status_code == 200, response.content
+    assert response["x-switchboard-model"] == "embedder"
