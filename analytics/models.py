@@ -50,6 +50,9 @@ class UsageRecord(models.Model):
     cached = models.BooleanField(default=False)
     stream = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
+    # The A/B experiment (plain id, like deployment_id) and variant that served the call.
+    experiment_id = models.BigIntegerField(null=True, blank=True)
+    variant = models.CharField(max_length=50, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -64,7 +67,39 @@ class UsageRecord(models.Model):
             models.Index(
                 fields=["tenant", "end_user", "created_at"], name="usage_tenant_user_created"
             ),
+            models.Index(
+                fields=["experiment_id", "variant"],
+                name="usage_experiment_variant",
+                condition=models.Q(experiment_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.status}"
+
+
+class Feedback(models.Model):
+    """An application's quality verdict on one gateway call (`POST /v1/feedback`).
+
+    Keyed by the tenant and the server-minted request id; joined with `UsageRecord` on both,
+    so feedback can only ever score the tenant's own calls. A later verdict replaces an
+    earlier one.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="feedback")
+    request_id = models.CharField(max_length=64)
+    score = models.FloatField(help_text="0 (bad) to 1 (good); thumbs up is 1, down is 0.")
+    comment = models.TextField(blank=True, max_length=2000)
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "request_id"], name="feedback_unique_request")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.score}"

@@ -142,6 +142,8 @@ class UsageEvent:
     cached: bool = False
     stream: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    experiment_id: int | None = None
+    variant: str = ""
 
     def __post_init__(self) -> None:
         _check_text("request_id", self.request_id, 64, required=True)
@@ -149,12 +151,14 @@ class UsageEvent:
             raise _fail("created_at", "must be a timezone-aware datetime")
         object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
         _check_int("tenant_id", self.tenant_id, 1, _INT64_MAX)
-        for name in ("api_key_id", "team_id", "deployment_id"):
+        for name in ("api_key_id", "team_id", "deployment_id", "experiment_id"):
             _check_int(name, getattr(self, name), 1, _INT64_MAX, nullable=True)
         _check_text("model", self.model, 200, required=True)
         # A call refused before routing (unknown model, not allowed) has no provider.
         _check_text("provider", self.provider, 50, required=False)
-        for name, max_length in (("end_user", 256), ("task_type", 100), ("error_type", 50)):
+        for name, max_length in (
+            ("end_user", 256), ("task_type", 100), ("error_type", 50), ("variant", 50),
+        ):  # fmt: skip
             _check_text(name, getattr(self, name), max_length)
         for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms"):
             _check_int(name, getattr(self, name), 0, _INT32_MAX)
@@ -279,6 +283,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "cached": _parse_bool,
     "stream": _parse_bool,
     "metadata": _parse_json,
+    "experiment_id": _parse_optional_int,
+    "variant": _parse_text,
 }
 
 
@@ -508,6 +514,8 @@ def _record_from_event(event: UsageEvent) -> UsageRecord:
         cached=event.cached,
         stream=event.stream,
         metadata=event.metadata,
+        experiment_id=event.experiment_id,
+        variant=event.variant,
     )
 
 

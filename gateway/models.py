@@ -268,3 +268,108 @@ class RoutingRule(models.Model):
             validate_condition(self.condition)
         except ConditionError as exc:
             raise ValidationError({"condition": str(exc)}) from None
+
+
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    COMPLETED = "completed", "Completed"
+
+
+class ExperimentMetric(models.TextChoices):
+    ERROR_RATE = "error_rate", "Error rate (lower wins)"
+    LATENCY_MEAN = "latency_mean", "Mean latency (lower wins)"
+    COST_MEAN = "cost_mean", "Mean cost per request (lower wins)"
+    SCORE_MEAN = "score_mean", "Mean feedback score (higher wins)"
+
+
+VARIANT_KEY_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,49}$", "Use lowercase letters, digits, _ and - (e.g. control)."
+)
+VARIANT_PARAMS = frozenset({"max_tokens", "temperature", "top_p"})
+
+
+def validate_variant_params(value: object) -> None:
+    """Parameter overrides a variant applies to every call it serves."""
+    if not isinstance(value, dict) or set(value) - VARIANT_PARAMS:
+        raise ValidationError(f"Overrides may set {', '.join(sorted(VARIANT_PARAMS))} only.")
+    top_p = value.get("top_p")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, int | float)
+                              or not 0 <= top_p <= 1):  # fmt: skip
+        raise ValidationError("top_p must be a number from 0 to 1.")
+    validate_request_defaults({k: v for k, v in value.items() if k != "top_p"})
+
+
+class Experiment(models.Model):
+    """An A/B test: traffic of one task type or routing rule split between variants."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="experiments"
+    )
+    name = models.CharField(max_length=100, validators=[TASK_NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    task_type = models.CharField(
+        max_length=100, blank=True, validators=[TASK_NAME_VALIDATOR],
+        help_text="The task type (or task profile named as model) whose traffic is split.",
+    )  # fmt: skip
+    rule = models.ForeignKey(
+        RoutingRule, null=True, blank=True, on_delete=models.PROTECT, related_name="experiments",
+        help_text="Or: the routing rule whose traffic is split.",
+    )  # fmt: skip
+    status = models.CharField(
+        max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT
+    )
+    primary_metric = models.CharField(
+        max_length=20, choices=ExperimentMetric.choices, default=ExperimentMetric.SCORE_MEAN
+    )
+    confidence_level = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)]
+    )
+    min_samples = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(2), MaxValueValidator(10_000_000)],
+        help_text="Per variant, before any winner is declared.",
+    )  # fmt: skip
+    auto_promote = models.BooleanField(default=False)
+    winner = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.CharField(max_length=20, blank=True)  # "auto" or "manual"
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="experiment_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if bool(self.task_type) == (self.rule_id is not None):
+            raise ValidationError("An experiment applies to exactly one task type or one rule.")
+        rule = self.rule if self.rule_id is not None else None
+        if rule is not None and rule.tenant_id not in (None, self.tenant_id):
+            raise ValidationError({"rule": "No such routing rule."})
+
+
+class Variant(models.Model):
+    """One arm of an experiment: a public model name, its share, its parameter overrides."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    key = models.CharField(max_length=50, validators=[VARIANT_KEY_VALIDATOR])
+    model = models.CharField(max_length=200, validators=[PUBLIC_NAME_VALIDATOR])
+    weight = models.PositiveIntegerField(default=1, validators=[MaxValueValidator(10_000)])
+    params = models.JSONField(default=dict, blank=True, validators=[validate_variant_params])
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="variant_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.model}"

@@ -18,6 +18,12 @@ app.conf.beat_schedule = {
         "schedule": 2.0,
         "options": {"queue": "default", "expires": 10},
     },
+    # A/B experiments with auto-promotion: promote a significant winner.
+    "gateway.experiments-auto-promote": {
+        "task": "gateway.experiments_auto_promote",
+        "schedule": 60.0,
+        "options": {"queue": "default", "expires": 50},
+    },
     "tenants.prune-audit-events": {
         "task": "tenants.audit_events_prune",
         "schedule": 24 * 3600.0,

@@ -243,6 +243,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "UserTierEnum": "tenants.models.USER_TIER_CHOICES",
         "RoleEnum": "tenants.roles.ROLE_CHOICES",
+        "ExperimentStatusEnum": "gateway.models.ExperimentStatus",
+        "TenantStatusEnum": "tenants.models.TenantStatus",
     },
 }
 

@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from gateway.api import native
+from gateway.api import catalog, native
 from switchboard import ops
 
 handler400 = "switchboard.api.errors.handler400"
@@ -19,6 +19,8 @@ urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("api/v1/gateway/requests", native.gateway_requests, name="gateway-native"),
     path("api/v1/route/explain", native.route_explain, name="route-explain"),
+    path("api/v1/personas", catalog.personas, name="personas"),
+    path("api/v1/providers", catalog.providers, name="providers"),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("gateway.api.urls")),
     path("api/v1/", include("keyvault.api.urls")),

@@ -76,7 +76,7 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
             result = await chat_call(ctx, chat)
         except RouteError as exc:
             await record_refusal(ctx, http_status=exc.status, error_type=exc.code)
-            return _error(exc.status, exc.message)
+            return _error(exc.status, exc.message, exc.headers)
     except GatewayError as exc:
         return _error(exc.status, exc.message, exc.headers)
     except ExecutionFailed as failure:

@@ -5,16 +5,22 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gateway import services
 from gateway.api.serializers import (
     DeploymentSerializer,
+    ExperimentSerializer,
+    PromoteSerializer,
     RoutingRuleSerializer,
     TaskProfileSerializer,
 )
-from gateway.models import ModelDeployment, RoutingRule, TaskProfile
+from gateway.experiments import services as experiments
+from gateway.experiments.selectors import experiment_results
+from gateway.models import Experiment, ModelDeployment, RoutingRule, TaskProfile
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.views import ID_PARAMETER, TENANT_PARAMETER
 from tenants.audit import AuditContext
@@ -192,3 +198,93 @@ class RoutingRuleViewSet(_ConfigViewSet):
     create_service = services.routing_rule_create
     update_service = services.routing_rule_update
     delete_service = services.routing_rule_delete
+
+
+@extend_schema(parameters=[TENANT_PARAMETER])
+class ExperimentViewSet(TenantScopedViewSet[Experiment]):
+    """A/B experiments: drafts are edited, then started, stopped, promoted; results any time."""
+
+    scoped_queryset = Experiment.objects.prefetch_related("variants").order_by("-created_at", "-id")
+    serializer_class = ExperimentSerializer
+    # Global experiments are listed; their results (every tenant's traffic) are not.
+    include_shared_on_read = True
+    action_permissions = {
+        **ROUTING_PERMISSIONS,
+        "results": "deployment.view",
+        "start": "deployment.manage",
+        "stop": "deployment.manage",
+        "promote": "deployment.manage",
+    }
+    filterset_fields = ["status", "task_type"]
+
+    def list(self, request: Request, tenant: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(ExperimentSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def retrieve(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(ExperimentSerializer(self.get_object()).data)
+
+    def create(self, request: Request, tenant: str) -> Response:
+        serializer = ExperimentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        variants = fields.pop("variants", None)
+        if variants is None:
+            raise DRFValidationError({"variants": ["Give 2 or more variants."]})
+        experiment = experiments.experiment_create(
+            context=self.audit_context, tenant=self.access.tenant, fields=fields,
+            variants=[dict(v) for v in variants],
+        )  # fmt: skip
+        return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def partial_update(self, request: Request, tenant: str, pk: str) -> Response:
+        experiment = self.get_object()
+        serializer = ExperimentSerializer(experiment, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        variants = fields.pop("variants", None)
+        experiment = experiments.experiment_update(
+            context=self.audit_context, experiment=experiment, fields=fields,
+            variants=[dict(v) for v in variants] if variants is not None else None,
+        )  # fmt: skip
+        return Response(ExperimentSerializer(experiment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER])
+    def destroy(self, request: Request, tenant: str, pk: str) -> Response:
+        experiments.experiment_delete(context=self.audit_context, experiment=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(parameters=[ID_PARAMETER], request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, tenant: str, pk: str) -> Response:
+        experiment = experiments.experiment_start(
+            context=self.audit_context, experiment=self.get_object()
+        )
+        return Response(ExperimentSerializer(experiment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER], request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, tenant: str, pk: str) -> Response:
+        experiment = experiments.experiment_stop(
+            context=self.audit_context, experiment=self.get_object()
+        )
+        return Response(ExperimentSerializer(experiment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER], request=PromoteSerializer,
+                   responses=ExperimentSerializer)  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, tenant: str, pk: str) -> Response:
+        data = PromoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        experiment = experiments.experiment_promote(
+            context=self.audit_context, experiment=self.get_object(),
+            variant=data.validated_data["variant"],
+        )  # fmt: skip
+        return Response(ExperimentSerializer(experiment).data)
+
+    @extend_schema(parameters=[ID_PARAMETER], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, tenant: str, pk: str) -> Response:
+        return Response(experiment_results(self.get_object()))

@@ -74,7 +74,8 @@ async def gateway_requests(request: HttpRequest) -> HttpResponseBase:
             result = await chat_call(ctx, chat)
         except RouteError as exc:
             await record_refusal(ctx, http_status=exc.status, error_type=exc.code)
-            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param) from None
+            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param,
+                               headers=exc.headers) from None  # fmt: skip
         choice = (result.body.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         body = {
@@ -126,7 +127,8 @@ async def route_explain(request: HttpRequest) -> HttpResponseBase:
         try:
             decision = await chat_route(ctx, chat)
         except RouteError as exc:
-            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param) from None
+            raise GatewayError(exc.status, exc.message, code=exc.code, param=exc.param,
+                               headers=exc.headers) from None  # fmt: skip
         result = {
             "route": decision.trace.as_dict(),
             "candidates": [

@@ -82,7 +82,8 @@ async def _guarded(
 
 async def _refused(ctx: CallContext, exc: RouteError) -> GatewayError:
     await record_refusal(ctx, http_status=exc.status, error_type=exc.code)
-    return GatewayError(exc.status, exc.message, code=exc.code, param=exc.param)
+    return GatewayError(exc.status, exc.message, code=exc.code, param=exc.param,
+                        headers=exc.headers)  # fmt: skip
 
 
 @csrf_exempt

@@ -223,7 +223,10 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> In
     z2_n = z * z / trials
     centre = (p + z2_n / 2.0) / (1.0 + z2_n)
     half = z / (1.0 + z2_n) * math.sqrt(p * (1.0 - p) / trials + z2_n / (4.0 * trials))
-    return Interval(max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 and n the exact bound is 0 (or 1); float rounding would leave a 1e-17 there.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(low, high)
 
 
 def mean_interval(mean: float, variance: float, n: int, confidence: float = 0.95) -> Interval:

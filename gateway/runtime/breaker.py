@@ -374,3 +374,27 @@ def _ms(seconds: float) -> int:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class OpenBreakers:
+    """This process's recent knowledge of open breakers, for routing to drop them without
+    a Redis round trip. An entry lives `ttl_s` (short), after which the executor's next
+    admission asks Redis again — which is also how a half-open probe gets through."""
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self.ttl_s = ttl_s
+        self._until: dict[int, float] = {}
+
+    def note(self, deployment_id: int, *, open_: bool) -> None:
+        if open_:
+            self._until[deployment_id] = time.monotonic() + self.ttl_s
+        elif self._until:
+            self._until.pop(deployment_id, None)
+
+    def current(self) -> frozenset[int]:
+        if not self._until:
+            return frozenset()
+        now = time.monotonic()
+        for deployment_id in [d for d, until in self._until.items() if until <= now]:
+            del self._until[deployment_id]
+        return frozenset(self._until)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from gateway.runtime.breaker import BreakerConfig, CircuitBreaker
+from gateway.runtime.breaker import BreakerConfig, CircuitBreaker, OpenBreakers
 from gateway.runtime.providers import ProviderError, provider_for
 from gateway.runtime.retry import ErrorKind, RetryPolicy, is_retriable, retry_delay
 from gateway.runtime.snapshot import DeploymentEntry
@@ -49,6 +49,7 @@ breaker = CircuitBreaker(
         open_s=settings.GATEWAY_BREAKER_OPEN_S,
     )
 )
+open_breakers = OpenBreakers()
 policy = RetryPolicy(max_attempts_per_deployment=settings.GATEWAY_ATTEMPTS_PER_DEPLOYMENT)
 
 
@@ -143,6 +144,7 @@ async def _run_on_candidates(
     tried: DeploymentEntry | None = None
     for deployment in candidates:
         admission = await breaker.admit(deployment.id)
+        open_breakers.note(deployment.id, open_=not admission.allowed)
         if not admission.allowed:
             stats.skipped_open.append(deployment.id)
             continue

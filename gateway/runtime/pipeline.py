@@ -24,7 +24,14 @@ from analytics.usage import UsageEvent, usage_event_append
 from gateway.models import Capability
 from gateway.routing.live_stats import LiveStatsStore
 from gateway.runtime.auth import Caller
-from gateway.runtime.executor import CallStats, ExecutionFailed, OpenStream, execute, open_stream
+from gateway.runtime.executor import (
+    CallStats,
+    ExecutionFailed,
+    OpenStream,
+    execute,
+    open_breakers,
+    open_stream,
+)
 from gateway.runtime.guard import ChatRequest, EmbeddingsRequest, apply_token_cap
 from gateway.runtime.guard import estimate_prompt_tokens as estimate_tokens
 from gateway.runtime.providers import ProviderError
@@ -33,6 +40,7 @@ from gateway.runtime.routing import (
     Needs,
     RouteDecision,
     RouteTrace,
+    Subject,
     resolve_candidates,
     route,
 )
@@ -58,6 +66,8 @@ class CallContext:
     client_request_id: str = ""
     route: RouteTrace | None = None
     request_defaults: tuple[tuple[str, Any], ...] = ()
+    # An experiment variant's parameters: unlike defaults they replace the client's values.
+    request_overrides: tuple[tuple[str, Any], ...] = ()
     cost_tier: str | None = None
 
     @property
@@ -155,9 +165,17 @@ def _requested_max_tokens(payload: dict[str, Any]) -> int:
     return int(value)
 
 
-def _chat_payload_for(request: ChatRequest, defaults: tuple[tuple[str, Any], ...] = ()) -> Any:
+def _chat_payload_for(
+    request: ChatRequest,
+    defaults: tuple[tuple[str, Any], ...] = (),
+    overrides: tuple[tuple[str, Any], ...] = (),
+) -> Any:
     def payload_for(deployment: DeploymentEntry) -> dict[str, Any]:
         payload = dict(request.payload)
+        for name, value in overrides:  # the experiment variant's parameters
+            if name == "max_tokens":
+                payload.pop("max_completion_tokens", None)
+            payload[name] = value
         for name, value in defaults:  # the task profile's defaults, where the client set none
             if name == "max_tokens" and "max_completion_tokens" in payload:
                 continue
@@ -196,8 +214,11 @@ async def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
     needs = _needs(request, _requested_max_tokens(request.payload))
     needs = Needs(needs.capabilities, needs.prompt_tokens, needs.max_tokens, ctx.user_tier)
     context = route_context(ctx, request, needs)
+    subject = Subject(end_user=ctx.end_user, request_id=ctx.request_id)
+    broken = open_breakers.current()
     decision = route(ctx.snapshot, ctx.caller, request.model, needs,
-                     task_type=ctx.task_type or None, context=context)  # fmt: skip
+                     task_type=ctx.task_type or None, context=context,
+                     subject=subject, open_breakers=broken)  # fmt: skip
     if decision.trace.strategy in LIVE_STRATEGIES:
         # Only these strategies need shared live numbers: one Redis round trip, then the
         # same (pure) routing again with them.
@@ -208,8 +229,10 @@ async def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
             rr_group=group if decision.trace.strategy == "round_robin" else None,
         )
         decision = route(ctx.snapshot, ctx.caller, request.model, needs,
-                         task_type=ctx.task_type or None, context=context, stats=stats)  # fmt: skip
+                         task_type=ctx.task_type or None, context=context, stats=stats,
+                         subject=subject, open_breakers=broken)  # fmt: skip
     ctx.route = decision.trace
+    ctx.request_overrides = decision.overrides
     if decision.trace.profile:
         profile = ctx.snapshot.profile(ctx.caller.tenant.id, decision.trace.profile)
         ctx.request_defaults = profile.defaults if profile else ()
@@ -232,7 +255,7 @@ async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
         deployment, body = await execute(
             "chat",
             candidates,
-            _chat_payload_for(request, ctx.request_defaults),
+            _chat_payload_for(request, ctx.request_defaults, ctx.request_overrides),
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,
@@ -254,7 +277,8 @@ async def chat_call(ctx: CallContext, request: ChatRequest) -> ChatResult:
 async def embeddings_call(ctx: CallContext, request: EmbeddingsRequest) -> ChatResult:
     tokens = _estimate_embedding_tokens(request.payload.get("input"))
     needs = Needs(frozenset({str(Capability.EMBEDDINGS)}), tokens, 0, ctx.user_tier)
-    candidates = resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs)
+    candidates = resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs,
+                                    open_breakers.current())  # fmt: skip
     try:
         deployment, body = await execute(
             "embeddings",
@@ -318,7 +342,7 @@ async def chat_stream_call(ctx: CallContext, request: ChatRequest) -> OpenStream
     try:
         return await open_stream(
             candidates,
-            _chat_payload_for(request, ctx.request_defaults),
+            _chat_payload_for(request, ctx.request_defaults, ctx.request_overrides),
             deadline=ctx.deadline,
             model=request.model,
             stats=ctx.stats,
@@ -430,6 +454,13 @@ async def record_refusal(ctx: CallContext, *, http_status: int, error_type: str)
                        error_type=error_type)  # fmt: skip
 
 
+def _experiment_fields(trace: RouteTrace | None) -> dict[str, Any]:
+    """Calls an experiment assigned (not those after its promotion) count in its results."""
+    if trace is None or trace.experiment_id is None or trace.promoted:
+        return {}
+    return {"experiment_id": trace.experiment_id, "variant": trace.variant or ""}
+
+
 async def record_usage(
     ctx: CallContext,
     *,
@@ -469,6 +500,7 @@ async def record_usage(
             cached=False,
             stream=stream,
             metadata={"client_request_id": ctx.client_request_id} if ctx.client_request_id else {},
+            **_experiment_fields(ctx.route),
         )
         await usage_event_append(event)
     except Exception:

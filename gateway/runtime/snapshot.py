@@ -22,7 +22,13 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway.models import ModelDeployment, RoutingRule, TaskProfile
+from gateway.models import (
+    Experiment,
+    ExperimentStatus,
+    ModelDeployment,
+    RoutingRule,
+    TaskProfile,
+)
 from gateway.routing.conditions import compile_condition, describe
 from keyvault.resolver import SecretRef
 from keyvault.services import secret_ref_for
@@ -35,6 +41,8 @@ logger = logging.getLogger(__name__)
 FULL_REFRESH_S = 60.0
 REVOKED_KEPT = timedelta(days=30)
 PER_MTOK = Decimal(1_000_000)
+# Blended (input + output) / 2 USD per 1M tokens below which a deployment is in that tier.
+COST_TIER_BOUNDS = ((Decimal(1), "economy"), (Decimal(10), "standard"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +104,22 @@ class DeploymentEntry:
             + completion_tokens * self.output_price
         )
 
+    @property
+    def cost_tier(self) -> str:
+        """economy / standard / premium, by the blended price per 1M tokens."""
+        blended = (self.input_price + self.output_price) * PER_MTOK / 2
+        for bound, tier in COST_TIER_BOUNDS:
+            if blended < bound:
+                return tier
+        return "premium"
+
 
 @dataclass(frozen=True, slots=True)
 class ProfileEntry:
     id: int
     tenant_id: int | None
     name: str
+    description: str
     candidates: tuple[tuple[str, int], ...]  # (public model name, weight), in order
     strategy: str
     fallbacks: tuple[str, ...]
@@ -123,6 +141,28 @@ class RuleEntry:
     strategy: str
 
 
+@dataclass(frozen=True, slots=True)
+class VariantEntry:
+    key: str
+    model: str
+    weight: int
+    params: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentEntry:
+    id: int
+    tenant_id: int | None
+    name: str
+    task_type: str
+    rule_id: int | None
+    variants: tuple[VariantEntry, ...]
+    winner: str  # set once promoted: every call then goes to that variant
+
+    def variant(self, key: str) -> VariantEntry | None:
+        return next((v for v in self.variants if v.key == key), None)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     version: str
@@ -136,6 +176,26 @@ class Snapshot:
     # Rules in evaluation order: per tenant (own and global merged), and global only.
     rules_by_tenant: dict[int, tuple[RuleEntry, ...]] = field(default_factory=dict, repr=False)
     global_rules: tuple[RuleEntry, ...] = ()
+    # Running (or promoted) experiments, by (tenant or None, routing rule id or task type).
+    experiments_by_rule: dict[tuple[int | None, int], ExperimentEntry] = field(
+        default_factory=dict, repr=False
+    )
+    experiments_by_task: dict[tuple[int | None, str], ExperimentEntry] = field(
+        default_factory=dict, repr=False
+    )
+
+    def experiment_for(
+        self, tenant_id: int, *, rule_id: int | None, task_type: str | None
+    ) -> ExperimentEntry | None:
+        """The experiment splitting this traffic: the matched rule's, else the task type's
+        (the tenant's own before a global one)."""
+        if rule_id is not None:
+            by_rule = self.experiments_by_rule
+            return by_rule.get((tenant_id, rule_id)) or by_rule.get((None, rule_id))
+        if not task_type:
+            return None
+        by_task = self.experiments_by_task
+        return by_task.get((tenant_id, task_type)) or by_task.get((None, task_type))
 
     def rules_for(self, tenant_id: int) -> tuple[RuleEntry, ...]:
         return self.rules_by_tenant.get(tenant_id, self.global_rules)
@@ -270,7 +330,36 @@ def snapshot_build(version: str) -> Snapshot:
             for tenant_id, entries in own.items()
         },
         global_rules=global_rules,
+        **_experiment_entries(),
     )
+
+
+def _experiment_entries() -> dict[str, Any]:
+    by_rule: dict[tuple[int | None, int], ExperimentEntry] = {}
+    by_task: dict[tuple[int | None, str], ExperimentEntry] = {}
+    live = Q(status=ExperimentStatus.RUNNING) | (
+        Q(status=ExperimentStatus.COMPLETED) & ~Q(winner="")
+    )
+    # Oldest first, so that if two ever target the same traffic the newest one wins.
+    rows = Experiment.objects.filter(live).prefetch_related("variants").order_by("started_at", "id")
+    for row in rows:
+        entry = ExperimentEntry(
+            id=row.pk,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            task_type=row.task_type,
+            rule_id=row.rule_id,
+            variants=tuple(
+                VariantEntry(v.key, v.model, v.weight, tuple(sorted(v.params.items())))
+                for v in row.variants.all()
+            ),
+            winner=row.winner if row.status == ExperimentStatus.COMPLETED else "",
+        )
+        if entry.rule_id is not None:
+            by_rule[(entry.tenant_id, entry.rule_id)] = entry
+        else:
+            by_task[(entry.tenant_id, entry.task_type)] = entry
+    return {"experiments_by_rule": by_rule, "experiments_by_task": by_task}
 
 
 def _profile_entries() -> dict[tuple[int | None, str], ProfileEntry]:
@@ -279,6 +368,7 @@ def _profile_entries() -> dict[tuple[int | None, str], ProfileEntry]:
             id=row.pk,
             tenant_id=row.tenant_id,
             name=row.name,
+            description=row.description,
             candidates=tuple((c["model"], int(c.get("weight", 1))) for c in row.candidates),
             strategy=row.strategy,
             fallbacks=tuple(row.fallbacks),

@@ -11,6 +11,8 @@ with the same comma-separated syntax; header directives override model directive
 ``retry_after=S``         add ``Retry-After: S`` to a ``status`` error (429/503)
 ``fail_first=N``          with ``status``: only the first N requests for this exact model
                           string (and header) fail, since start or the last reset
+``fail_every=N``          with ``status``: every Nth request for this exact model string
+                          (and header) fails — a steady error rate of 1/N
 ``hang``                  never answer (until the client goes away or the server stops)
 ``truncate``              stream: stop after about half the content and drop the connection;
                           non-stream: a cut JSON body
@@ -36,6 +38,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "chunk_delay": (0, MAX_DELAY_MS),
     "status": (400, 599),
     "fail_first": (0, 1_000_000),
+    "fail_every": (1, 1_000_000),
     "tokens": (1, MAX_REPLY_TOKENS),
 }
 _FLAGS = frozenset({"hang", "truncate", "malformed"})
@@ -55,6 +58,7 @@ class Faults:
     status: int | None = None
     retry_after: str | None = None
     fail_first: int | None = None
+    fail_every: int | None = None
     hang: bool = False
     truncate: bool = False
     malformed: bool = False
@@ -84,8 +88,11 @@ def resolve(model_directives: str, header: str | None) -> Faults:
 def _resolve_cached(model_directives: str, header: str) -> Faults:
     merged = {**_parse(model_directives), **_parse(header)}
     faults = replace(NO_FAULTS, **merged)
-    if faults.fail_first is not None and faults.status is None:
-        raise DirectiveError("fault directive 'fail_first' needs 'status=CODE' as well")
+    for name in ("fail_first", "fail_every"):
+        if getattr(faults, name) is not None and faults.status is None:
+            raise DirectiveError(f"fault directive '{name}' needs 'status=CODE' as well")
+    if faults.fail_first is not None and faults.fail_every is not None:
+        raise DirectiveError("use one of 'fail_first' and 'fail_every', not both")
     return faults
 
 

@@ -274,10 +274,12 @@ def _fail_key(request: web.Request, model: str) -> str:
 
 
 def _should_fail(state: State, faults: Faults, fail_key: str) -> bool:
-    if faults.fail_first is None:
+    if faults.fail_first is None and faults.fail_every is None:
         return True
     state.fail_counts[fail_key] += 1
-    return state.fail_counts[fail_key] <= faults.fail_first
+    if faults.fail_every is not None:
+        return state.fail_counts[fail_key] % faults.fail_every == 0
+    return state.fail_counts[fail_key] <= (faults.fail_first or 0)
 
 
 def _json_response(payload: dict[str, Any], faults: Faults) -> web.Response:

@@ -374,6 +374,14 @@ def test_fail_first_then_success(fake: FakeLLM, http: httpx.Client) -> None:
     assert http.post("/v1/chat/completions", json=chat_body(model)).status_code == 503
 
 
+def test_fail_every_gives_a_steady_error_rate(fake: FakeLLM, http: httpx.Client) -> None:
+    model = "flaky@status=500,fail_every=3"
+    statuses = [
+        http.post("/v1/chat/completions", json=chat_body(model)).status_code for _ in range(6)
+    ]
+    assert statuses == [200, 200, 500, 200, 200, 500]
+
+
 def test_require_key(secured: FakeLLM) -> None:
     with httpx.Client(base_url=secured.url, timeout=5) as client:
         good = {"Authorization": f"Bearer {KEY}"}
@@ -509,6 +517,9 @@ def test_latency_and_chunk_delay(http: httpx.Client) -> None:
         ("status=abc", "needs an integer"),
         ("status=200", "between 400 and 599"),
         ("fail_first=2", "needs 'status=CODE'"),
+        ("fail_every=2", "needs 'status=CODE'"),
+        ("status=500,fail_every=0", "between 1 and"),
+        ("status=500,fail_every=2,fail_first=1", "not both"),
         ("latency", "needs a value"),
     ],
 )

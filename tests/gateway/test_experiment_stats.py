@@ -245,6 +245,9 @@ def test_wilson_symmetry_and_width() -> None:
 
 def test_wilson_edge_cases() -> None:
     assert wilson_interval(0, 0) == Interval(0.0, 1.0)
+    for n in range(1, 60):  # exactly 0 and 1 at the edges, never 1e-17 off by rounding
+        assert wilson_interval(0, n).low == 0.0
+        assert wilson_interval(n, n).high == 1.0
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(5, 3)
     with pytest.raises(ValueError, match="successes"):

@@ -255,3 +255,31 @@ def test_rules_do_not_capture_embeddings(cast, acme_key, client, fake_llm) -> No
     )
     assert response.status_code == 200, response.content
     assert response["x-switchboard-model"] == "embedder"
+
+
+def test_open_breakers_are_dropped_by_routing_then_503(fleet, acme_key, client) -> None:
+    """Once this process learns a breaker is open, routing drops that deployment (explain
+    says why) instead of handing it to the executor; with no alternative: 503 + Retry-After."""
+    from asgiref.sync import async_to_sync
+
+    from gateway.runtime.executor import breaker, open_breakers
+
+    small = fleet["small"]
+    key = acme_key[1]
+    async_to_sync(breaker.reset)(small.pk)
+    for _ in range(10):
+        async_to_sync(breaker.record)(small.pk, success=False, probe=False)
+    try:
+        first = _chat(client, key)  # the executor's admission sees the open breaker
+        assert first.status_code == 503
+        explained = _explain(client, key)
+        assert explained.status_code == 503
+        assert explained.json()["error"]["code"] == "deployments_unavailable"
+        assert explained["retry-after"] == "1"
+        second = _chat(client, key)
+        assert second.status_code == 503
+        assert second.json()["error"]["code"] == "deployments_unavailable"
+        assert second["retry-after"] == "1"
+    finally:
+        async_to_sync(breaker.reset)(small.pk)
+        open_breakers.note(small.pk, open_=False)
