@@ -601,3 +601,17 @@ def _acknowledge(client: redis.Redis, entries: Iterable[_Entry]) -> None:
         pipe.xack(key, USAGE_GROUP, *ids)
         pipe.xdel(key, *ids)
     pipe.execute()
+
+
+def usage_record_store(event: UsageEvent) -> None:
+    """Store one event straight into PostgreSQL (idempotent by request id): the fallback when
+    Redis cannot take it, so a billed call is never lost. A key or team deleted meanwhile is
+    kept as NULL, as the drain does."""
+    record = _record_from_event(event)
+    try:
+        with transaction.atomic():
+            UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
+    except IntegrityError:
+        record.api_key_id = None
+        record.team_id = None
+        UsageRecord.objects.bulk_create([record], ignore_conflicts=True)

@@ -76,7 +76,9 @@ def _rule(index: int, total: int) -> RuleEntry:
 
 def build(rules: int, *, last_matches: bool) -> tuple[Snapshot, Caller]:
     deployments = [_deployment(i, name) for i, name in enumerate(MODELS)]
-    by_name = {(None, d.name): (d,) for d in deployments}
+    by_name: dict[tuple[int | None, str], tuple[DeploymentEntry, ...]] = {
+        (None, d.name): (d,) for d in deployments
+    }
     rule_entries = tuple(_rule(i, rules + (0 if last_matches else 1)) for i in range(rules))
     profile = ProfileEntry(
         id=1, tenant_id=None, name="chat", description="", candidates=(("model-1", 1),

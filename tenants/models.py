@@ -52,6 +52,11 @@ class Tenant(models.Model):
         max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE
     )
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # Rate limits over the whole tenant and per end user (set by platform staff); empty: none.
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    end_user_rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    end_user_tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,6 +136,9 @@ class ApiKey(models.Model):
     max_user_tier = models.CharField(max_length=20, choices=USER_TIER_CHOICES, blank=True)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls in flight at once; leases expire with the call."
+    )
 
     class Meta:
         ordering = ["tenant_id", "-created_at", "id"]

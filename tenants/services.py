@@ -39,6 +39,7 @@ API_KEY_FIELDS = [
     "max_user_tier",
     "rpm_limit",
     "tpm_limit",
+    "max_concurrency",
 ]
 API_KEY_EDITABLE = frozenset(API_KEY_FIELDS) - {"prefix", "revoked_at"}
 MANAGEMENT_TOKEN_FIELDS = ["name", "prefix", "expires_at", "revoked_at"]
@@ -292,6 +293,7 @@ def api_key_create(
     max_user_tier: str = "",
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
+    max_concurrency: int | None = None,
     rotated_from: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it with its plaintext, which is never stored or shown again."""
@@ -304,6 +306,7 @@ def api_key_create(
         "max_user_tier": max_user_tier,
         "rpm_limit": rpm_limit,
         "tpm_limit": tpm_limit,
+        "max_concurrency": max_concurrency,
     }
     _validate_api_key_fields(tenant, fields)
     issued = credential_issue(API_KEY_KIND)
@@ -391,6 +394,7 @@ def api_key_rotate(
         max_user_tier=locked.max_user_tier,
         rpm_limit=locked.rpm_limit,
         tpm_limit=locked.tpm_limit,
+        max_concurrency=locked.max_concurrency,
         rotated_from=locked,
     )
     api_key_revoke(context=context, api_key=locked, at=timezone.now() + grace)

@@ -20,7 +20,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from analytics.usage import UsageEvent, usage_event_append
+from analytics.usage import UsageEvent
+from budgets import gate as budget_gate
+from budgets import ledger
 from gateway.models import Capability
 from gateway.routing.live_stats import LiveStatsStore
 from gateway.runtime.auth import Caller
@@ -39,6 +41,7 @@ from gateway.runtime.retry import ErrorKind
 from gateway.runtime.routing import (
     Needs,
     RouteDecision,
+    RouteError,
     RouteTrace,
     Subject,
     resolve_candidates,
@@ -69,6 +72,10 @@ class CallContext:
     # An experiment variant's parameters: unlike defaults they replace the client's values.
     request_overrides: tuple[tuple[str, Any], ...] = ()
     cost_tier: str | None = None
+    # Budgets and rate limits this call holds (None: none apply); `checked` False when Redis
+    # was down and only soft limits applied, so the call ran unchecked.
+    admission: ledger.Admission | None = None
+    admission_checked: bool = False
 
     @property
     def deadline(self) -> float:
@@ -240,7 +247,41 @@ async def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
 
 
 async def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[DeploymentEntry]:
-    return (await chat_route(ctx, request)).candidates
+    candidates = (await chat_route(ctx, request)).candidates
+    requested = _requested_max_tokens(request.payload)
+    for name, value in ctx.request_overrides:
+        if name == "max_tokens":
+            requested = int(value)
+    if not requested:
+        requested = int(dict(ctx.request_defaults).get("max_tokens") or 0)
+    prompt = estimate_tokens(request.payload["messages"], tools=request.payload.get("tools"))
+    await admit(ctx, candidates, prompt_tokens=prompt, requested_max_tokens=requested)
+    return candidates
+
+
+async def admit(
+    ctx: CallContext, candidates: list[DeploymentEntry], *, prompt_tokens: int,
+    requested_max_tokens: int,
+) -> None:  # fmt: skip
+    """Reserve the call's maximum cost on every budget that covers it and count it against
+    its rate limits, in one Redis round trip; refusals become route errors (429 / 503)."""
+    admission = budget_gate.admission_for(ctx, candidates, prompt_tokens=prompt_tokens,
+                                          requested_max_tokens=requested_max_tokens)  # fmt: skip
+    if admission is None:
+        return
+    try:
+        ctx.admission_checked = await budget_gate.admit(ctx, admission)
+    except ledger.Refused as refused:
+        headers = {"retry-after": str(refused.retry_after_s)} if refused.retry_after_s else {}
+        raise RouteError(429, refused.message, code=refused.reason, headers=headers) from None
+    except budget_gate.BudgetUnavailable:
+        raise RouteError(
+            503,
+            "Budgets cannot be checked right now; the call was not made.",
+            code="budget_unavailable",
+            headers={"retry-after": "1"},
+        ) from None
+    ctx.admission = admission
 
 
 def _observer(ctx: CallContext) -> LiveStatsStore | None:
@@ -279,6 +320,7 @@ async def embeddings_call(ctx: CallContext, request: EmbeddingsRequest) -> ChatR
     needs = Needs(frozenset({str(Capability.EMBEDDINGS)}), tokens, 0, ctx.user_tier)
     candidates = resolve_candidates(ctx.snapshot, ctx.caller, request.model, needs,
                                     open_breakers.current())  # fmt: skip
+    await admit(ctx, candidates, prompt_tokens=tokens, requested_max_tokens=budget_gate.NO_OUTPUT)
     try:
         deployment, body = await execute(
             "embeddings",
@@ -502,7 +544,11 @@ async def record_usage(
             metadata={"client_request_id": ctx.client_request_id} if ctx.client_request_id else {},
             **_experiment_fields(ctx.route),
         )
-        await usage_event_append(event)
+        await budget_gate.settle(
+            ctx.admission, event, checked=ctx.admission_checked,
+            served_deployment_id=deployment.id if deployment else None,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        )  # fmt: skip
     except Exception:
         # The budgets issue makes money limits fail closed; usage loss is logged loudly.
         logger.exception("could not append the usage event for request %s", ctx.request_id)

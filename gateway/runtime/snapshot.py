@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +60,7 @@ class KeyEntry:
     max_user_tier: str
     rpm_limit: int | None
     tpm_limit: int | None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,23 @@ class TenantEntry:
     active: bool
     tier: str
     time_zone: str
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    end_user_rpm_limit: int | None = None
+    end_user_tpm_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetEntry:
+    id: int
+    tenant_id: int
+    name: str
+    scope: str  # tenant, team, api_key, end_user, deployment
+    target: str  # the team / key / deployment id, or the end user id; "" for the tenant
+    limit: Decimal
+    period: str
+    hard: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +201,7 @@ class Snapshot:
     experiments_by_task: dict[tuple[int | None, str], ExperimentEntry] = field(
         default_factory=dict, repr=False
     )
+    budgets_by_tenant: dict[int, tuple[BudgetEntry, ...]] = field(default_factory=dict, repr=False)
 
     def experiment_for(
         self, tenant_id: int, *, rule_id: int | None, task_type: str | None
@@ -281,6 +300,7 @@ def snapshot_build(version: str) -> Snapshot:
             max_user_tier=key.max_user_tier,
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
+            max_concurrency=key.max_concurrency,
         )
         # Recently revoked keys stay so that callers are told "revoked", not "invalid".
         for key in ApiKey.objects.filter(
@@ -294,6 +314,10 @@ def snapshot_build(version: str) -> Snapshot:
             active=tenant.status == TenantStatus.ACTIVE,
             tier=tenant.tier,
             time_zone=tenant.time_zone,
+            rpm_limit=tenant.rpm_limit,
+            tpm_limit=tenant.tpm_limit,
+            end_user_rpm_limit=tenant.end_user_rpm_limit,
+            end_user_tpm_limit=tenant.end_user_tpm_limit,
         )
         for tenant in Tenant.objects.all()
     }
@@ -331,7 +355,35 @@ def snapshot_build(version: str) -> Snapshot:
         },
         global_rules=global_rules,
         **_experiment_entries(),
+        budgets_by_tenant=_budget_entries(),
     )
+
+
+def _budget_entries() -> dict[int, tuple[BudgetEntry, ...]]:
+    from budgets.models import Budget
+
+    by_tenant: dict[int, list[BudgetEntry]] = {}
+    for row in Budget.objects.filter(enabled=True).order_by("id"):
+        target = {
+            "team": str(row.team_id or ""),
+            "api_key": str(row.api_key_id or ""),
+            "end_user": row.end_user,
+            "deployment": str(row.deployment_id or ""),
+        }.get(row.scope, "")
+        by_tenant.setdefault(row.tenant_id, []).append(
+            BudgetEntry(
+                id=row.pk,
+                tenant_id=row.tenant_id,
+                name=row.name,
+                scope=row.scope,
+                target=target,
+                limit=row.amount_usd,
+                period=row.period,
+                hard=row.hard,
+                created_at=row.created_at,
+            )
+        )
+    return {tenant: tuple(entries) for tenant, entries in by_tenant.items()}
 
 
 def _experiment_entries() -> dict[str, Any]:

@@ -140,6 +140,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "max_user_tier",
             "rpm_limit",
             "tpm_limit",
+            "max_concurrency",
         ]
         read_only_fields = fields
 
@@ -166,6 +167,9 @@ class ApiKeyWriteSerializer(serializers.Serializer):
     )
     tpm_limit = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=2_000_000_000
+    )
+    max_concurrency = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=100_000
     )
 
 
