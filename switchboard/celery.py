@@ -24,6 +24,18 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": "default", "expires": 50},
     },
+    # Budget threshold and forecast emails (each once per budget, period and level).
+    "budgets.alerts": {
+        "task": "budgets.alerts",
+        "schedule": 30.0,
+        "options": {"queue": "default", "expires": 25},
+    },
+    # Redis budget counters against PostgreSQL, the authority.
+    "budgets.reconcile": {
+        "task": "budgets.reconcile",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 240},
+    },
     "tenants.prune-audit-events": {
         "task": "tenants.audit_events_prune",
         "schedule": 24 * 3600.0,

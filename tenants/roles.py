@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "vault.manage": _MANAGERS,
     "audit.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
+    "budget.view": _ALL,
+    "budget.manage": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
 }
 
 

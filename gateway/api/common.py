@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
+from budgets.gate import rate_limit_headers
 from gateway.runtime.auth import Caller, GatewayAuthError, gateway_authenticate
 from gateway.runtime.guard import GuardError, parse_json_body
 from gateway.runtime.pipeline import CallContext
@@ -84,6 +85,7 @@ def call_headers(
         headers["x-switchboard-cost-usd"] = f"{cost:.10f}"
     if ctx.route is not None:
         headers["x-switchboard-route"] = ctx.route.header()
+    headers.update(rate_limit_headers(ctx.admission))
     return headers
 
 
