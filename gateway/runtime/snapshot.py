@@ -7,6 +7,7 @@ deployment stops working everywhere within that bound. A full rebuild also happe
 `FULL_REFRESH_S` as a safety net for a missed version bump.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -464,19 +465,33 @@ def _build_and_release(version: str) -> Snapshot:
 
 
 class SnapshotHolder:
-    """Per-process holder; `get()` is called on every gateway request."""
+    """Per-process holder; `get()` is called on every gateway request.
+
+    One refresh at a time per event loop: while the version check (and, if the version
+    changed, the rebuild) runs, concurrent callers wait for its result instead of serving the
+    old snapshot — otherwise a burst right after a key was created would see it missing.
+    """
 
     def __init__(self) -> None:
         self._snapshot: Snapshot | None = None
         self._next_check = 0.0
         self._stale = False
+        self._inflight: tuple[asyncio.AbstractEventLoop, asyncio.Task[Snapshot]] | None = None
 
     async def get(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() < self._next_check:
+            return snapshot
+        loop = asyncio.get_running_loop()
+        inflight = self._inflight
+        if inflight is None or inflight[0] is not loop or inflight[1].done():
+            inflight = (loop, loop.create_task(self._refresh()))
+            self._inflight = inflight
+        return await asyncio.shield(inflight[1])
+
+    async def _refresh(self) -> Snapshot:
         now = time.monotonic()
         snapshot = self._snapshot
-        if snapshot is not None and now < self._next_check:
-            return snapshot
-        self._next_check = now + settings.GATEWAY_SNAPSHOT_CHECK_S
         version = await self._version(snapshot)
         stale, self._stale = self._stale, False
         if (
@@ -487,6 +502,7 @@ class SnapshotHolder:
         ):
             snapshot = await sync_to_async(_build_and_release)(version)
             self._snapshot = snapshot
+        self._next_check = time.monotonic() + settings.GATEWAY_SNAPSHOT_CHECK_S
         return snapshot
 
     async def _version(self, current: Snapshot | None) -> str:

@@ -66,6 +66,16 @@ def _database_url() -> str:
 
 @pytest.fixture(scope="session")
 def live_gateway(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveGateway]:
+    yield from _gateway_processes(workers=1)
+
+
+@pytest.fixture(scope="session")
+def multi_gateway(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveGateway]:
+    """Three web worker processes behind one port: cross-process limits must hold."""
+    yield from _gateway_processes(workers=3)
+
+
+def _gateway_processes(*, workers: int) -> Iterator[LiveGateway]:
     port = free_port()
     env = {
         **os.environ,
@@ -76,7 +86,7 @@ def live_gateway(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveG
     }
     command = [
         str(Path(sys.executable).parent / "granian"), "--interface", "asginl",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-ws", "--log-level", "warning", "switchboard.asgi:application",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
