@@ -1,5 +1,7 @@
 """Reads of usage records."""
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -95,3 +97,104 @@ def experiment_variant_aggregates(experiment_id: int) -> dict[str, dict[str, Any
             result[variant]["latency_p50"] = _percentile(latencies, 0.5)
             result[variant]["latency_p95"] = _percentile(latencies, 0.95)
     return result
+
+
+# --- usage queries (the usage API) --------------------------------------------------------
+
+USAGE_DIMENSIONS = {  # API name -> (record field, rollup field)
+    "team": ("team_id", "team_id"),
+    "api_key": ("api_key_id", "api_key_id"),
+    "end_user": ("end_user", "end_user"),
+    "model": ("model", "model"),
+    "deployment": ("deployment_id", "deployment_id"),
+    "provider": ("provider", "provider"),
+    "task_type": ("task_type", "task_type"),
+    "status": ("status", None),
+}
+TIME_GROUPS = ("hour", "day", "month")
+_ERROR_STATUSES = ["provider_error", "error", "blocked"]
+
+
+def usage_summary(
+    *, tenant: Any, start: datetime, end: datetime, filters: dict[str, str],
+    group_by: list[str],
+) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """Usage totals of a tenant in [start, end), filtered and grouped; also says the source.
+
+    Served from the hourly rollups when they can answer exactly (hour-aligned range, no
+    status filter or grouping, no calendar grouping — calendar days are the tenant's, rollups
+    are UTC), from the records otherwise. Both give the same numbers.
+    """
+    from zoneinfo import ZoneInfo
+
+    from django.db.models.functions import TruncDay, TruncHour, TruncMonth
+
+    from analytics.models import LATENCY_BUCKET_FIELDS, UsageRollup
+
+    time_group = next((g for g in group_by if g in TIME_GROUPS), None)
+    dims = [g for g in group_by if g not in TIME_GROUPS]
+    aligned = all(t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (start, end))
+    use_rollups = (aligned and time_group is None and "status" not in filters
+                   and "status" not in dims)  # fmt: skip
+    if use_rollups:
+        rows: Any = UsageRollup.objects.filter(
+            tenant=tenant, granularity="hour", bucket_start__gte=start, bucket_start__lt=end
+        )
+        field_of = {name: str(fields[1]) for name, fields in USAGE_DIMENSIONS.items()}
+        sums: dict[str, Any] = {
+            "requests": Sum("requests"), "errors": Sum("errors"),
+            "prompt_tokens": Sum("prompt_tokens"), "completion_tokens": Sum("completion_tokens"),
+            "cached_tokens": Sum("cached_tokens"), "cost_usd": Sum("cost_usd"),
+            "latency_ms_sum": Sum("latency_ms_sum"),
+            **{name: Sum(name) for name in LATENCY_BUCKET_FIELDS},
+        }  # fmt: skip
+    else:
+        rows = UsageRecord.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end)
+        field_of = {name: str(fields[0]) for name, fields in USAGE_DIMENSIONS.items()}
+        sums = {
+            "requests": Count("id"),
+            "errors": Count("id", filter=Q(status__in=_ERROR_STATUSES)),
+            "prompt_tokens": Sum("prompt_tokens"), "completion_tokens": Sum("completion_tokens"),
+            "cached_tokens": Sum("cached_tokens"), "cost_usd": Sum("cost_usd"),
+            "latency_ms_sum": Sum("latency_ms"),
+        }  # fmt: skip
+    for name, value in filters.items():
+        field = field_of[name]
+        if field.endswith("_id"):
+            value = int(value)  # type: ignore[assignment]
+        rows = rows.filter(**{field: value})
+    values = [field_of[d] for d in dims]
+    if time_group:
+        trunc = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}[time_group]
+        rows = rows.annotate(period=trunc("created_at", tzinfo=ZoneInfo(tenant.time_zone)))
+        values.append("period")
+    grouped = rows.values(*values).annotate(**sums).order_by(*values) if values else None
+    results = list(grouped) if grouped is not None else [rows.aggregate(**sums)]
+    return ("rollups" if use_rollups else "records"), [
+        _usage_row(row, dims, field_of, time_group) for row in results
+    ]
+
+
+def _usage_row(
+    row: dict[str, Any], dims: list[str], field_of: dict[str, str], time_group: str | None
+) -> dict[str, Any]:
+    from analytics.models import LATENCY_BUCKET_FIELDS
+    from analytics.rollups import percentile_from_histogram
+
+    requests = int(row.get("requests") or 0)
+    out: dict[str, Any] = {name: row.get(field_of[name]) for name in dims}
+    if time_group:
+        out[time_group] = row["period"].isoformat() if row.get("period") else None
+    out.update({
+        "requests": requests,
+        "errors": int(row.get("errors") or 0),
+        "prompt_tokens": int(row.get("prompt_tokens") or 0),
+        "completion_tokens": int(row.get("completion_tokens") or 0),
+        "cached_tokens": int(row.get("cached_tokens") or 0),
+        "cost_usd": f"{(row.get('cost_usd') or Decimal(0)):.10f}",
+        "latency_ms_mean": (int(row.get("latency_ms_sum") or 0) / requests) if requests else None,
+    })  # fmt: skip
+    if LATENCY_BUCKET_FIELDS[0] in row:
+        counts = [int(row[name] or 0) for name in LATENCY_BUCKET_FIELDS]
+        out["latency_ms_p95"] = percentile_from_histogram(counts, 0.95)
+    return out

@@ -545,16 +545,18 @@ def _foreign_keys_check(pending: list[_Pending]) -> None:
 def _records_store(
     pending: list[_Pending],
 ) -> tuple[list[_Pending], list[tuple[_Pending, str]]]:
-    """Insert in one transaction; if the database rejects the batch, isolate the bad rows.
+    """Insert in one transaction, with their rollups; if the database rejects the batch,
+    isolate the bad rows.
 
     Errors other than integrity and data errors (database down, disk full) propagate: nothing
     is acknowledged, and the entries are claimed again once idle.
     """
+    from analytics.rollups import records_store_with_rollups
+
     if not pending:
         return [], []
     try:
-        with transaction.atomic():
-            UsageRecord.objects.bulk_create([p.record for p in pending], ignore_conflicts=True)
+        records_store_with_rollups([p.record for p in pending])
         return pending, []
     except (IntegrityError, DataError) as exc:
         logger.warning("usage batch rejected (%s); storing row by row", type(exc).__name__)
@@ -562,8 +564,7 @@ def _records_store(
     rejected: list[tuple[_Pending, str]] = []
     for item in pending:
         try:
-            with transaction.atomic():
-                UsageRecord.objects.bulk_create([item.record], ignore_conflicts=True)
+            records_store_with_rollups([item.record])
             stored.append(item)
         except (IntegrityError, DataError) as exc:
             rejected.append((item, f"rejected by the database ({type(exc).__name__})"))
@@ -607,11 +608,12 @@ def usage_record_store(event: UsageEvent) -> None:
     """Store one event straight into PostgreSQL (idempotent by request id): the fallback when
     Redis cannot take it, so a billed call is never lost. A key or team deleted meanwhile is
     kept as NULL, as the drain does."""
+    from analytics.rollups import records_store_with_rollups
+
     record = _record_from_event(event)
     try:
-        with transaction.atomic():
-            UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
+        records_store_with_rollups([record])
     except IntegrityError:
         record.api_key_id = None
         record.team_id = None
-        UsageRecord.objects.bulk_create([record], ignore_conflicts=True)
+        records_store_with_rollups([record])

@@ -36,6 +36,17 @@ app.conf.beat_schedule = {
         "schedule": 300.0,
         "options": {"queue": "default", "expires": 240},
     },
+    # Monthly cost statements to finance members (first day of the month, tenant's zone).
+    "analytics.statements": {
+        "task": "analytics.statements",
+        "schedule": 3600.0,
+        "options": {"queue": "default", "expires": 1800},
+    },
+    "analytics.exports-prune": {
+        "task": "analytics.exports_prune",
+        "schedule": 24 * 3600.0,
+        "options": {"queue": "default", "expires": 3600},
+    },
     "tenants.prune-audit-events": {
         "task": "tenants.audit_events_prune",
         "schedule": 24 * 3600.0,

@@ -179,6 +179,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = LOCAL_VAR_DIR / "static"
+# Built reports (large exports, statements); shared storage when workers are on many hosts.
+EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(LOCAL_VAR_DIR / "exports")))
+EXPORT_RETENTION_DAYS = env.int("EXPORT_RETENTION_DAYS", default=14)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

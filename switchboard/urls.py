@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include("gateway.api.urls")),
     path("api/v1/", include("keyvault.api.urls")),
     path("api/v1/", include("budgets.api.urls")),
+    path("api/v1/", include("analytics.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("console/", include("admin_console.urls")),
