@@ -255,3 +255,18 @@ def test_insights_flag_a_failing_deployment(cast, finance) -> None:
     (hint,) = [h for h in body["hints"] if h["kind"] == "high_error_rate"]
     assert hint["deployment"] == 77
     assert "failed 20% of 100 calls" in hint["message"]
+
+
+def test_rollups_rebuild_command(cast) -> None:
+    from django.core.management import CommandError, call_command
+
+    _ingest(_events(cast, 30, day=MONTH_START))
+    UsageRollup.objects.all().delete()
+    out = io.StringIO()
+    call_command("rollups_rebuild", "--tenant", "acme", "--start", "2026-10-01", stdout=out)
+    assert "from 30 records" in out.getvalue()
+    assert UsageRollup.objects.filter(granularity="day").aggregate(n=Sum("requests"))["n"] == 30
+    with pytest.raises(CommandError, match="No tenant"):
+        call_command("rollups_rebuild", "--tenant", "nope")
+    with pytest.raises(CommandError, match="ISO date"):
+        call_command("rollups_rebuild", "--start", "soon")
