@@ -255,17 +255,22 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging: structured lines on stdout, secrets scrubbed --------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# One JSON object per line in production (for log pipelines); readable lines elsewhere.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "switchboard.logging.RedactSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "switchboard.logging.JsonFormatter"},
     },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact"],
         },
     },
