@@ -1,4 +1,4 @@
-"""Console routes (the console issue grows these into the full control plane)."""
+"""Console routes: sign-in, the tenant list, and each tenant's pages."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -17,4 +17,15 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("t/<slug:tenant>/", views.dashboard, name="dashboard"),
+    path("t/<slug:tenant>/budgets/", views.budgets, name="budgets"),
+    path("t/<slug:tenant>/experiments/", views.experiments, name="experiments"),
+    path("t/<slug:tenant>/experiments/<int:pk>/", views.experiment_detail, name="experiment"),
+    path(
+        "t/<slug:tenant>/experiments/<int:pk>/<str:verb>/",
+        views.experiment_action,
+        name="experiment-action",
+    ),
+    path("t/<slug:tenant>/usage/", views.usage, name="usage"),
+    path("t/<slug:tenant>/audit/", views.audit, name="audit"),
 ]

@@ -170,7 +170,8 @@ class ReportViewSet(TenantScopedViewSet[ReportExport]):
         export_build_task.delay(export.pk)  # the id only: the worker reads the rest
         return Response(ExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(parameters=[ID_PARAMETER], responses=ExportSerializer)
+    @extend_schema(parameters=[ID_PARAMETER], responses=ExportSerializer,
+                   operation_id="tenants_reports_export_detail")  # fmt: skip
     @action(detail=False, methods=["get"], url_path=r"exports/(?P<pk>[0-9]+)")
     def export(self, request: Request, tenant: str, pk: str) -> Response:
         return Response(ExportSerializer(self.get_object()).data)
