@@ -30,7 +30,18 @@ def _env() -> dict[str, str]:
     # The fake upstream accepts any provider key; the demo deployments reference this one.
     env.setdefault("SWITCHBOARD_DEMO_PROVIDER_KEY", "sk-demo-fake-upstream")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    _fresh_metrics_dir(env)
     return env
+
+
+def _fresh_metrics_dir(env: dict[str, str]) -> None:
+    """Give the web workers (and Celery) one metrics directory, emptied before any of them
+    starts: files left by an earlier run would add its counts to this one's."""
+    var_dir = Path(env.get("SWITCHBOARD_VAR_DIR") or BASE_DIR / "var")
+    path = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(var_dir / "prometheus")))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
 
 
 def _start_embedded_redis(env: dict[str, str]) -> Any:

@@ -1,11 +1,15 @@
-"""Liveness and readiness endpoints for load balancers and Kubernetes probes."""
+"""Ops endpoints: liveness and readiness for probes, metrics for Prometheus."""
 
 import time
 
 import redis
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from switchboard import metrics as switchboard_metrics
+from switchboard.api.errors import error_body
 
 _redis_clients: dict[str, redis.Redis] = {}
 
@@ -58,3 +62,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return JsonResponse(body, status=503 if failures else 200)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape: every web worker's call metrics plus gauges read now. Guarded by
+    METRICS_TOKEN when set, else open to loopback and private addresses only."""
+    access = switchboard_metrics.metrics_access(request)
+    if access is switchboard_metrics.MetricsAccess.UNAUTHORIZED:
+        return JsonResponse(
+            error_body(401, "A valid metrics token is required.", code="invalid_metrics_token"),
+            status=401,
+            headers={"www-authenticate": 'Bearer realm="metrics"'},
+        )
+    if access is switchboard_metrics.MetricsAccess.FORBIDDEN:
+        return JsonResponse(
+            error_body(403, "Metrics are served to internal addresses only.", code="forbidden"),
+            status=403,
+        )
+    body, content_type = switchboard_metrics.exposition(request.headers.get("accept", ""))
+    return HttpResponse(body, content_type=content_type)

@@ -5,6 +5,11 @@ secret and fails fast; `development` (make demo) and `test` (make test) get safe
 defaults. Every secret can also be given as `<NAME>_FILE`, the path of a mounted file.
 """
 
+import atexit
+import os
+import secrets
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -315,3 +320,36 @@ GATEWAY_BREAKER_OPEN_S = env.float("GATEWAY_BREAKER_OPEN_S", default=15.0)
 API_MAX_PAGE_SIZE = 500
 # Audit rows keep this many days; a periodic task (analytics issue) prunes older ones.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
+
+# --- Metrics --------------------------------------------------------------------------------
+
+
+def _prometheus_multiproc_dir() -> str:
+    """Where every web worker writes its metrics files, so that /metrics, whichever worker
+    answers, merges all of them (see switchboard/metrics.py). prometheus_client reads the
+    variable once, when first imported; settings load before that, so the default set here
+    applies to this process and the workers it starts. Production keeps what it is given
+    (unset: each process reports only its own numbers, right for a single worker)."""
+    configured = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+    if configured or IS_PRODUCTION:
+        return configured
+    if SWITCHBOARD_ENV == "development":
+        return str(LOCAL_VAR_DIR / "prometheus")
+    # A test session gets its own directory, removed when the process that chose it ends.
+    # switchboard/metrics.py creates it on first import, so tools that only load settings
+    # (mypy's Django plugin) leave nothing behind.
+    path = Path(tempfile.gettempdir()) / f"switchboard-metrics-{secrets.token_hex(8)}"
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return str(path)
+
+
+PROMETHEUS_MULTIPROC_DIR = _prometheus_multiproc_dir()
+if PROMETHEUS_MULTIPROC_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# Bearer token for /metrics. Unset: only loopback and private addresses may scrape it.
+_metrics_token_file = env.str("METRICS_TOKEN_FILE", default="")
+METRICS_TOKEN = (
+    Path(_metrics_token_file).read_text(encoding="utf-8").strip()
+    if _metrics_token_file
+    else env.str("METRICS_TOKEN", default="")
+)

@@ -16,6 +16,7 @@ handler500 = "switchboard.api.errors.handler500"
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
     path("v1/", include("gateway.urls")),
     path("api/v1/gateway/requests", native.gateway_requests, name="gateway-native"),
     path("api/v1/route/explain", native.route_explain, name="route-explain"),

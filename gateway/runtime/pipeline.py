@@ -48,6 +48,7 @@ from gateway.runtime.routing import (
     route,
 )
 from gateway.runtime.snapshot import DeploymentEntry, Snapshot
+from switchboard import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -515,6 +516,9 @@ async def record_usage(
     error_type: str = "",
     ttft_ms: int | None = None,
 ) -> None:
+    # Never raises; in-process only (no database, no Redis), so it costs the call nothing.
+    metrics.observe_call(ctx, deployment, usage, cost, status=status, error_type=error_type,
+                         ttft_ms=ttft_ms, stream=stream)  # fmt: skip
     try:
         event = UsageEvent(
             request_id=ctx.request_id,

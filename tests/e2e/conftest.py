@@ -14,8 +14,10 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Per test: Playwright's sync API runs an event loop in this thread while it is started,
+    which would break every later test that uses asyncio here; so it stops after each."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"Chromium is required in CI and is missing at {CHROMIUM}")
@@ -25,11 +27,13 @@ def browser() -> Iterator[Any]:
     # Playwright's sync API keeps an event loop running in this thread; the test's own ORM
     # calls are still synchronous, so Django's async-safety guard must stand aside here.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture

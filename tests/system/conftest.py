@@ -76,12 +76,18 @@ def multi_gateway(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Live
 
 
 def _gateway_processes(*, workers: int) -> Iterator[LiveGateway]:
+    import tempfile
+
     port = free_port()
+    # The server's workers share one fresh, empty metrics directory (its own, not this
+    # process's): /metrics must count exactly the calls this server served.
+    metrics_dir = tempfile.TemporaryDirectory(prefix="switchboard-metrics-gw-")
     env = {
         **os.environ,
         "SWITCHBOARD_ENV": "test",
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
+        "PROMETHEUS_MULTIPROC_DIR": metrics_dir.name,
         **SERVER_ENV,
     }
     command = [
@@ -100,6 +106,7 @@ def _gateway_processes(*, workers: int) -> Iterator[LiveGateway]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        metrics_dir.cleanup()
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
