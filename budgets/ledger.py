@@ -26,15 +26,14 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from analytics.usage import UsageEvent, usage_stream_key
+from switchboard.redis_client import LuaScript
 
 logger = logging.getLogger(__name__)
 
@@ -191,25 +190,10 @@ return 0
 """
 
 
-class _Script:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def run(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
-
-    def run_sync(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return client.eval(self.source, len(keys), *keys, *args)
-
-
-ADMIT = _Script(_ADMIT)
-SETTLE = _Script(_SETTLE)
-SEED = _Script(_SEED)
-CORRECT = _Script(_CORRECT)
+ADMIT = LuaScript(_ADMIT)
+SETTLE = LuaScript(_SETTLE)
+SEED = LuaScript(_SEED)
+CORRECT = LuaScript(_CORRECT)
 
 
 def to_nanos(usd: Decimal, *, up: bool = True) -> int:

@@ -5,11 +5,15 @@ or the deployment for deployment-wide state) so multi-key scripts stay on one Cl
 """
 
 import asyncio
+import hashlib
 import weakref
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 _sync_clients: dict[str, redis.Redis] = {}
 # Keyed by the loop object (weakly): a loop id can be reused after its loop is gone.
@@ -47,3 +51,26 @@ def redis_async() -> aioredis.Redis:
         client = aioredis.Redis(connection_pool=pool)
         per_loop[settings.REDIS_URL] = client
     return client
+
+
+class LuaScript:
+    """A Lua script run by EVALSHA, falling back to EVAL (which also caches it) once missing.
+
+    redis-py's `register_script` binds a client; ours change per event loop, so keep the SHA.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def run(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+    def run_sync(self, client: redis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)

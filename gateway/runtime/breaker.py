@@ -33,7 +33,6 @@ Redis, so an outage does not add a timeout to every gateway call.
 """
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +42,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from switchboard.redis_client import redis_async, redis_sync
+from switchboard.redis_client import LuaScript, redis_async, redis_sync
 
 logger = logging.getLogger(__name__)
 
@@ -182,23 +181,6 @@ if total >= tonumber(ARGV[5]) and failures >= tonumber(ARGV[6]) * total then
 end
 return 'closed'
 """
-
-
-class LuaScript:
-    """A Lua script run by EVALSHA, falling back to EVAL (which also caches it) once missing.
-
-    redis-py's `register_script` binds a client; ours change per event loop, so keep the SHA.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def run(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
 
 
 class _WarningThrottle:
