@@ -71,8 +71,13 @@ def _nav(access: Any) -> dict[str, bool]:
         "usage": role_allows(role, "usage.view"),
         "budgets": role_allows(role, "budget.view"),
         "budgets_manage": role_allows(role, "budget.manage"),
+        "keys": role_allows(role, "api_key.view"),
+        "keys_manage": role_allows(role, "api_key.manage"),
         "experiments": role_allows(role, "deployment.view"),
         "experiments_manage": role_allows(role, "deployment.manage"),
+        "models": role_allows(role, "deployment.view"),
+        "models_manage": role_allows(role, "deployment.manage"),
+        "routing": role_allows(role, "deployment.view"),
         "audit": role_allows(role, "audit.view"),
     }
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Case, CharField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from tenants.credentials import (
@@ -116,6 +116,31 @@ def api_key_authenticate(raw_key: str) -> ApiKeyPrincipal:
         rpm_limit=api_key.rpm_limit,
         tpm_limit=api_key.tpm_limit,
     )
+
+
+API_KEY_STATUSES = ("active", "expired", "revoked")
+
+
+def api_key_list(*, tenant: Tenant, status: str = "") -> QuerySet[ApiKey]:
+    """The tenant's keys, newest first, each annotated with `status` (active, expired or
+    revoked, as the gateway would judge it now); `status` filters on it when given."""
+    now = timezone.now()
+    keys = (
+        ApiKey.objects.filter(tenant=tenant)
+        .select_related("team")
+        .annotate(
+            status=Case(
+                When(Q(revoked_at__isnull=False, revoked_at__lte=now), then=Value("revoked")),
+                When(Q(expires_at__isnull=False, expires_at__lte=now), then=Value("expired")),
+                default=Value("active"),
+                output_field=CharField(),
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+    if status in API_KEY_STATUSES:
+        keys = keys.filter(status=status)
+    return keys
 
 
 def management_token_authenticate(raw_token: str) -> tuple[User, ManagementToken]:
