@@ -110,26 +110,15 @@ def budgets(request: HttpRequest, access: Any) -> HttpResponse:
         if not role_allows(access.role, "budget.manage"):
             return HttpResponse("Your role may not change budgets.", status=403)
         form = BudgetForm(request.POST, tenant=tenant)
-        if form.is_valid():
-            try:
-                budget_services.budget_create(
-                    context=AuditContext.from_request(request),
-                    tenant=tenant,
-                    fields=form.budget_fields(),
-                )
-            except ValidationError as exc:
-                _errors_onto(form, exc)
-            else:
-                if request.htmx:  # type: ignore[attr-defined]
-                    response = HttpResponse(status=204)
-                    response["HX-Redirect"] = request.path
-                    return response
-                return redirect(request.path)
-        if request.htmx:  # type: ignore[attr-defined]
-            # 200: htmx swaps only successful responses; the errors are in the fragment.
-            return render(
-                request, "admin_console/_budget_form.html", _context(request, access, form=form)
-            )
+        done = create_from_form(
+            request, access, form, "admin_console/_budget_form.html",
+            lambda: budget_services.budget_create(
+                context=AuditContext.from_request(request), tenant=tenant,
+                fields=form.budget_fields(),
+            ),
+        )  # fmt: skip
+        if done is not None:
+            return done
     statuses = [
         budget_status(b)
         for b in Budget.objects.filter(tenant=tenant).select_related("tenant").order_by("name")
@@ -140,6 +129,29 @@ def budgets(request: HttpRequest, access: Any) -> HttpResponse:
         _context(request, access, form=form, budgets=statuses),
         status=400 if request.method == "POST" else 200,
     )
+
+
+def create_from_form(
+    request: HttpRequest, access: Any, form: Any, fragment: str, create: Callable[[], Any]
+) -> HttpResponse | None:
+    """Run a console create form: on success redirect back (htmx: HX-Redirect); on errors
+    (the form's or the service's, mapped onto fields) answer htmx with the form fragment.
+    None: a plain POST with errors, for the caller to render the full page (status 400)."""
+    if form.is_valid():
+        try:
+            create()
+        except ValidationError as exc:
+            _errors_onto(form, exc)
+        else:
+            if request.htmx:  # type: ignore[attr-defined]
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = request.path
+                return response
+            return redirect(request.path)
+    if request.htmx:  # type: ignore[attr-defined]
+        # 200: htmx swaps only successful responses; the errors are in the fragment.
+        return render(request, fragment, _context(request, access, form=form))
+    return None
 
 
 def _errors_onto(form: Any, exc: ValidationError) -> None:

@@ -3,14 +3,13 @@ and the explain panel that shows the route a sample request would take."""
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from admin_console.forms_routing import ExplainForm, RoutingRuleForm
 from admin_console.selectors_routing import route_explain_for_tenant, routing_overview
-from admin_console.views import _context, _errors_onto, tenant_view
+from admin_console.views import _context, create_from_form, tenant_view
 from gateway import services
 from tenants.audit import AuditContext
 from tenants.roles import role_allows
@@ -27,28 +26,15 @@ def routing(request: HttpRequest, access: Any) -> HttpResponse:
         if not role_allows(access.role, "deployment.manage"):
             return HttpResponse("Your role may not change routing.", status=403)
         form = RoutingRuleForm(request.POST, tenant=tenant)
-        if form.is_valid():
-            try:
-                services.routing_rule_create(
-                    context=AuditContext.from_request(request),
-                    tenant=tenant,
-                    fields=form.rule_fields(),
-                )
-            except ValidationError as exc:
-                _errors_onto(form, exc)
-            else:
-                if request.htmx:  # type: ignore[attr-defined]
-                    response = HttpResponse(status=204)
-                    response["HX-Redirect"] = request.path
-                    return response
-                return redirect(request.path)
-        if request.htmx:  # type: ignore[attr-defined]
-            # 200: htmx swaps only successful responses; the errors are in the fragment.
-            return render(
-                request,
-                "admin_console/_routing_rule_form.html",
-                _context(request, access, form=form),
-            )
+        done = create_from_form(
+            request, access, form, "admin_console/_routing_rule_form.html",
+            lambda: services.routing_rule_create(
+                context=AuditContext.from_request(request), tenant=tenant,
+                fields=form.rule_fields(),
+            ),
+        )  # fmt: skip
+        if done is not None:
+            return done
     return render(
         request,
         "admin_console/routing.html",

@@ -45,6 +45,16 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
+@pytest.fixture
+def users(cast: Any) -> Any:
+    """The shared cast (alice owns acme, bob is acme's viewer, charlie owns globex), with
+    the password "pw" so that they can sign in through the form."""
+    for user in (cast.alice, cast.bob, cast.charlie):
+        user.set_password("pw")
+        user.save()
+    return cast
+
+
 def login(page: Any, live_server: Any, username: str, password: str = "pw") -> None:  # noqa: S107
     page.goto(f"{live_server.url}/console/login/")
     page.fill("#id_username", username)

@@ -15,14 +15,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CTX = AuditContext.system("test")
 
 
-@pytest.fixture
-def users(cast):  # type: ignore[no-untyped-def]
-    for user in (cast.alice, cast.bob, cast.charlie):
-        user.set_password("pw")
-        user.save()
-    return cast
-
-
 def _marker(page: Any) -> None:
     page.evaluate("window.__noReload = 42")
 

@@ -17,14 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CTX = AuditContext.system("test")
 
 
-@pytest.fixture
-def users(cast):  # type: ignore[no-untyped-def]
-    for user in (cast.alice, cast.bob, cast.charlie):
-        user.set_password("pw")
-        user.save()
-    return cast
-
-
 def _deployment(tenant: Any, name: str, fake_llm: Any, **fields: Any) -> ModelDeployment:
     return deployment_create(context=CTX, tenant=tenant, fields={
         "name": name, "provider": "openai", "litellm_model": f"openai/{name}",
