@@ -75,7 +75,16 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path_info.startswith(self.static_prefix):
-            response = await sync_to_async(self.process_request)(request)
+            response = await sync_to_async(self._static_response)(request)
             if response is not None:
                 return response
         return await self.get_response(request)
+
+    def _static_response(self, request: HttpRequest) -> HttpResponseBase | None:
+        """WhiteNoise's own lookup (its `__call__` minus the pass-through), off the loop:
+        finding a file may stat the disk when autorefresh is on (development)."""
+        if self.autorefresh:
+            static_file = self.find_file(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        return self.serve(static_file, request) if static_file is not None else None
