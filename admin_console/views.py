@@ -131,23 +131,31 @@ def budgets(request: HttpRequest, access: Any) -> HttpResponse:
     )
 
 
+def form_saved(form: Any, save: Callable[[], Any]) -> bool:
+    """Validate the form and run the service; its ValidationErrors land on the form's fields.
+    True when saved."""
+    if not form.is_valid():
+        return False
+    try:
+        save()
+    except ValidationError as exc:
+        _errors_onto(form, exc)
+        return False
+    return True
+
+
 def create_from_form(
     request: HttpRequest, access: Any, form: Any, fragment: str, create: Callable[[], Any]
 ) -> HttpResponse | None:
     """Run a console create form: on success redirect back (htmx: HX-Redirect); on errors
     (the form's or the service's, mapped onto fields) answer htmx with the form fragment.
     None: a plain POST with errors, for the caller to render the full page (status 400)."""
-    if form.is_valid():
-        try:
-            create()
-        except ValidationError as exc:
-            _errors_onto(form, exc)
-        else:
-            if request.htmx:  # type: ignore[attr-defined]
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = request.path
-                return response
-            return redirect(request.path)
+    if form_saved(form, create):
+        if request.htmx:  # type: ignore[attr-defined]
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = request.path
+            return response
+        return redirect(request.path)
     if request.htmx:  # type: ignore[attr-defined]
         # 200: htmx swaps only successful responses; the errors are in the fragment.
         return render(request, fragment, _context(request, access, form=form))

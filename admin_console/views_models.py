@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from admin_console.forms_models import DeploymentForm, deployment_initial
 from admin_console.selectors_models import deployment_row, deployment_rows, tenant_deployment
-from admin_console.views import _context, _errors_onto, tenant_view
+from admin_console.views import _context, form_saved, tenant_view
 from gateway import services
 from tenants.audit import AuditContext
 from tenants.roles import role_allows
@@ -56,17 +56,12 @@ def models(request: HttpRequest, access: Any) -> HttpResponse:
         if not role_allows(access.role, "deployment.manage"):
             return HttpResponse("Your role may not change deployments.", status=403)
         form = DeploymentForm(request.POST, tenant=tenant)
-        if form.is_valid():
-            try:
-                services.deployment_create(
-                    context=AuditContext.from_request(request),
-                    tenant=tenant,
-                    fields=form.deployment_fields(),
-                )
-            except ValidationError as exc:
-                _errors_onto(form, exc)
-            else:
-                return _saved(request, tenant.slug)
+        created = form_saved(form, lambda: services.deployment_create(
+            context=AuditContext.from_request(request), tenant=tenant,
+            fields=form.deployment_fields(),
+        ))  # fmt: skip
+        if created:
+            return _saved(request, tenant.slug)
     return _form_page(
         request,
         access,
@@ -89,17 +84,12 @@ def model_edit(request: HttpRequest, access: Any, pk: int) -> HttpResponse:
     form = DeploymentForm(initial=deployment_initial(deployment), tenant=tenant)
     if request.method == "POST":
         form = DeploymentForm(request.POST, tenant=tenant)
-        if form.is_valid():
-            try:
-                services.deployment_update(
-                    context=AuditContext.from_request(request),
-                    deployment=deployment,
-                    fields=form.deployment_fields(),
-                )
-            except ValidationError as exc:
-                _errors_onto(form, exc)
-            else:
-                return _saved(request, tenant.slug)
+        updated = form_saved(form, lambda: services.deployment_update(
+            context=AuditContext.from_request(request), deployment=deployment,
+            fields=form.deployment_fields(),
+        ))  # fmt: skip
+        if updated:
+            return _saved(request, tenant.slug)
     return _form_page(
         request,
         access,

@@ -77,6 +77,8 @@ class CallContext:
     # was down and only soft limits applied, so the call ran unchecked.
     admission: ledger.Admission | None = None
     admission_checked: bool = False
+    # The prompt estimate routing made; admission reserves against the same number.
+    prompt_tokens: int = 0
 
     @property
     def deadline(self) -> float:
@@ -221,6 +223,7 @@ live_stats = LiveStatsStore()
 async def chat_route(ctx: CallContext, request: ChatRequest) -> RouteDecision:
     needs = _needs(request, _requested_max_tokens(request.payload))
     needs = Needs(needs.capabilities, needs.prompt_tokens, needs.max_tokens, ctx.user_tier)
+    ctx.prompt_tokens = needs.prompt_tokens
     context = route_context(ctx, request, needs)
     subject = Subject(end_user=ctx.end_user, request_id=ctx.request_id)
     broken = open_breakers.current()
@@ -255,8 +258,7 @@ async def chat_candidates(ctx: CallContext, request: ChatRequest) -> list[Deploy
             requested = int(value)
     if not requested:
         requested = int(dict(ctx.request_defaults).get("max_tokens") or 0)
-    prompt = estimate_tokens(request.payload["messages"], tools=request.payload.get("tools"))
-    await admit(ctx, candidates, prompt_tokens=prompt, requested_max_tokens=requested)
+    await admit(ctx, candidates, prompt_tokens=ctx.prompt_tokens, requested_max_tokens=requested)
     return candidates
 
 

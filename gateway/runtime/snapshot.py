@@ -362,15 +362,11 @@ def snapshot_build(version: str) -> Snapshot:
 
 def _budget_entries() -> dict[int, tuple[BudgetEntry, ...]]:
     from budgets.models import Budget
+    from budgets.selectors import budget_target
 
     by_tenant: dict[int, list[BudgetEntry]] = {}
     for row in Budget.objects.filter(enabled=True).order_by("id"):
-        target = {
-            "team": str(row.team_id or ""),
-            "api_key": str(row.api_key_id or ""),
-            "end_user": row.end_user,
-            "deployment": str(row.deployment_id or ""),
-        }.get(row.scope, "")
+        target = budget_target(row)
         by_tenant.setdefault(row.tenant_id, []).append(
             BudgetEntry(
                 id=row.pk,
